@@ -49,14 +49,21 @@ class NestedHashLayer(nn.Module):
     def max_bits(self) -> int:
         return self.bit_list[-1]
 
-    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """The longest code's real-valued output ``h_K = z W^T + b`` (B x L_K), one matmul."""
         if z.dim() != 2 or z.shape[1] != self.in_features:
             raise ValueError(
                 f"NestedHashLayer expects features of shape (batch, {self.in_features}), "
                 f"got {tuple(z.shape)}"
             )
-        h = nn.functional.linear(z, self.weight, self.bias)
+        return nn.functional.linear(z, self.weight, self.bias)
+
+    def split(self, h: torch.Tensor) -> list[torch.Tensor]:
+        """Prefixes ``h[:, :L_k]`` of the longest output, one per length."""
         return [h[:, :bits] for bits in self.bit_list]
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return self.split(self.project(z))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, bit_list={self.bit_list}"

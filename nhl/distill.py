@@ -1,0 +1,68 @@
+"""Long-short cascade self-distillation, "D" in the paper (METHOD.md section 4).
+
+A similarity-preserving (SP) loss asks a shorter code to reproduce the batch's pairwise similarity
+structure of a longer code (the teacher), so knowledge flows from long codes to short ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .validation import check_choice
+
+MODES = ("adjacent", "longest", "all_pairs")
+
+
+def similarity_matrix(h: torch.Tensor) -> torch.Tensor:
+    """``G = H H^T`` (B x B) with each row L2-normalised."""
+    if h.dim() != 2:
+        raise ValueError(f"expected a (batch, bits) tensor, got shape {tuple(h.shape)}")
+    return F.normalize(h @ h.T, p=2, dim=1)
+
+
+def sp_loss(h_s: torch.Tensor, h_t: torch.Tensor) -> torch.Tensor:
+    """Similarity-preserving loss ``||G_t - G_s||_F^2 / B^2`` (METHOD.md section 4).
+
+    ``h_s`` (student) and ``h_t`` (teacher) may have different widths; they must share the batch.
+    The teacher is used as given: detach it yourself (or use :func:`cascade_loss`) to stop its
+    gradient.
+    """
+    if h_s.shape[0] != h_t.shape[0]:
+        raise ValueError(
+            f"student and teacher must share the batch dimension, got {h_s.shape[0]} and {h_t.shape[0]}"
+        )
+    b = h_s.shape[0]
+    return (similarity_matrix(h_t) - similarity_matrix(h_s)).pow(2).sum() / (b * b)
+
+
+def cascade_loss(
+    outputs: Sequence[torch.Tensor], mode: str = "adjacent", detach_teacher: bool = True
+) -> list[torch.Tensor]:
+    """One distillation term per length; the last (longest code, no teacher) is 0.
+
+    Modes:
+        ``"adjacent"`` (the method): ``SP_k = SP(h_k, h_{k+1})``.
+        ``"longest"``: every shorter code learns from the longest, ``SP_k = SP(h_k, h_K)``.
+        ``"all_pairs"``: ``SP_k = sum_{j>k} SP(h_k, h_j)`` (every pair i < j once).
+    With ``detach_teacher`` (default) the longer code receives no gradient from the term.
+    """
+    check_choice(mode, MODES, "distill_mode")
+    outputs = list(outputs)
+    K = len(outputs)
+    if K == 0:
+        raise ValueError("cascade_loss needs at least one output")
+    teachers = [h.detach() if detach_teacher else h for h in outputs]
+    zero = outputs[-1].new_zeros(())
+    terms: list[torch.Tensor] = []
+    for k in range(K - 1):
+        if mode == "adjacent":
+            terms.append(sp_loss(outputs[k], teachers[k + 1]))
+        elif mode == "longest":
+            terms.append(sp_loss(outputs[k], teachers[-1]))
+        else:
+            terms.append(torch.stack([sp_loss(outputs[k], teachers[j]) for j in range(k + 1, K)]).sum())
+    terms.append(zero)
+    return terms

@@ -1,0 +1,128 @@
+"""Dominance-aware dynamic weighting, "A" in the paper (METHOD.md section 3).
+
+Given the gradient ``g_k`` of each length's objective with respect to the shared hash-layer weight
+``W`` (L_K x d; rows beyond L_k are zero), find weights ``w_k`` that keep every short code's
+objective dominant on the rows it shares with longer codes, so long codes cannot cancel the short
+code's descent direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .validation import check_bit_list, check_choice
+
+NORMS = ("own", "shortest")
+
+
+def _stack(grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: tuple[int, ...]) -> torch.Tensor:
+    g = grads if isinstance(grads, torch.Tensor) else torch.stack([t.detach() for t in grads])
+    g = g.detach()
+    if g.dim() < 2 or g.shape[0] != len(bit_list):
+        raise ValueError(
+            f"grads must hold one gradient per length ({len(bit_list)} for bit_list {bit_list}), "
+            f"got {tuple(g.shape[:1])}"
+        )
+    if g.shape[1] != bit_list[-1]:
+        raise ValueError(
+            f"each gradient must have L_K = {bit_list[-1]} rows (the shape of the layer's weight), "
+            f"got {g.shape[1]}"
+        )
+    return g.reshape(g.shape[0], g.shape[1], -1)
+
+
+def overlap_inner_products(
+    grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: Sequence[int]
+) -> torch.Tensor:
+    """Matrix ``C`` (K x K) with ``C[i, j] = <g_i, g_j>`` over the overlap rows ``1..L_min(i,j)``."""
+    bits = check_bit_list(bit_list)
+    g = _stack(grads, bits)
+    per_row = torch.einsum("ird,jrd->ijr", g, g)  # (K, K, L_K): row-wise inner products
+    cum = per_row.cumsum(dim=2)
+    lens = torch.tensor(bits, device=g.device)
+    overlap = torch.minimum(lens[:, None], lens[None, :]) - 1  # last shared row index
+    return cum.gather(2, overlap[:, :, None]).squeeze(2)
+
+
+def overlap_cosines(
+    grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: Sequence[int], eps: float = 1e-12
+) -> torch.Tensor:
+    """Cosine similarity of every pair of gradients on their shared rows (K x K, diagonal 1)."""
+    bits = check_bit_list(bit_list)
+    g = _stack(grads, bits)
+    c = overlap_inner_products(g, bits)
+    sq = (g * g).sum(dim=2).cumsum(dim=1)  # (K, L_K): squared norm of rows 1..r of each g
+    lens = torch.tensor(bits, device=g.device)
+    overlap = torch.minimum(lens[:, None], lens[None, :]) - 1
+    K = len(bits)
+    ni = sq.gather(1, overlap)  # ||g_i||^2 on rows shared with j
+    nj = sq.gather(1, overlap.T).T  # ||g_j||^2 on the same rows
+    cos = c / (ni.sqrt() * nj.sqrt()).clamp_min(eps)
+    cos[torch.arange(K), torch.arange(K)] = 1.0
+    return cos
+
+
+def dominance_alphas(
+    grads: Sequence[torch.Tensor] | torch.Tensor,
+    bit_list: Sequence[int],
+    beta: float = 1.0,
+    norm: str = "own",
+) -> torch.Tensor:
+    """Pairwise scaling factors ``alpha_ij`` (K x K, upper triangle used; others 1).
+
+    METHOD.md section 3 steps 2-5: ``c_ij`` on the overlap rows, threshold
+    ``tau_i = beta ||g_i||^2 / (K - 1)`` (``norm="shortest"`` uses ``||g_1||`` for every ``i``, as
+    the public reference code does), ``alpha_ij = tau_i / (-c_ij)`` when ``-c_ij > tau_i``, then the
+    cap ``alpha_ij <= alpha_{i,i+1}`` for ``j > i + 1``.
+    """
+    bits = check_bit_list(bit_list)
+    check_choice(norm, NORMS, "norm")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    g = _stack(grads, bits)
+    K = len(bits)
+    alphas = torch.ones(K, K, dtype=g.dtype, device=g.device)
+    if K == 1:
+        return alphas
+    c = overlap_inner_products(g, bits)
+    own_sq = torch.diagonal(c)  # ||g_i||^2 over its own rows
+    ref_sq = own_sq if norm == "own" else own_sq[:1].expand(K)
+    tau = beta * ref_sq / (K - 1)
+    upper = torch.triu(torch.ones(K, K, dtype=torch.bool, device=g.device), diagonal=1)
+    conflict = upper & (c < 0) & (-c > tau[:, None])
+    alphas = torch.where(conflict, tau[:, None] / (-c).clamp_min(torch.finfo(g.dtype).tiny), alphas)
+    adjacent = torch.cat([torch.diagonal(alphas, offset=1), alphas.new_ones(1)])  # alpha_{i,i+1}
+    far = torch.triu(torch.ones_like(upper), diagonal=2)
+    alphas = torch.where(far, torch.minimum(alphas, adjacent[:, None]), alphas)
+    return alphas
+
+
+def weights_from_alphas(alphas: torch.Tensor) -> torch.Tensor:
+    """Steps 6: ``w_1 = 1``, ``w_n = prod_{j<n} alpha_{j,n}``, normalised so ``sum w = K``."""
+    K = alphas.shape[0]
+    strict_upper = torch.triu(torch.ones_like(alphas, dtype=torch.bool), diagonal=1)
+    raw = torch.where(strict_upper, alphas, torch.ones_like(alphas)).prod(dim=0)
+    return K * raw / raw.sum()
+
+
+def dominance_aware_weights(
+    grads: Sequence[torch.Tensor] | torch.Tensor,
+    bit_list: Sequence[int],
+    beta: float = 1.0,
+    norm: str = "own",
+) -> torch.Tensor:
+    """Weights ``w`` (K,) of METHOD.md section 3; they sum to K and carry no gradient.
+
+    Args:
+        grads: ``grads[k]`` is d(loss_k + lambda_D SP_k)/dW, shape (L_K, d), for the layer's
+            shared weight ``W``; a list of tensors or one (K, L_K, d) tensor.
+        bit_list: the code lengths, increasing.
+        beta: tolerance of the threshold ``tau_i``. After scaling,
+            ``<g_i, g_i + sum_j alpha_ij g_j> >= (1 - beta) ||g_i||^2`` on the overlap rows: 1 (the
+            default) keeps each short objective's direction a descent direction, smaller values
+            demand stronger dominance (0 removes any conflicting longer gradient entirely).
+        norm: ``"own"`` (the method) or ``"shortest"`` (the public code's variant).
+    """
+    return weights_from_alphas(dominance_alphas(grads, bit_list, beta=beta, norm=norm)).detach()
