@@ -1,0 +1,59 @@
+"""CSQ: Central Similarity Quantization (Yuan et al., CVPR 2020), METHOD.md section 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .base import HashLoss, check_nonnegative, check_pm1_matrix
+from .targets import csq_centers, label_targets, make_generator, random_sign_vector
+
+
+class CSQLoss(HashLoss):
+    """Binary cross-entropy towards per-class hash centers, plus a quantisation term.
+
+    With t the sample's target (its class center; for several labels the sign of the sum of
+    their centers, zeros filled from the fixed ``tie_break`` vector):
+
+        BCE((tanh u + 1)/2, (t + 1)/2) + lambda * mean (|tanh u| - 1)^2
+
+    Since (tanh u + 1)/2 = sigmoid(2u), the BCE is evaluated as
+    ``binary_cross_entropy_with_logits(2u, (t + 1)/2)``: exact and stable even where tanh
+    saturates (the public code's BCE on tanh clips the log at -100 instead).
+
+    Hyper-parameters: ``lam`` (lambda, default 1e-4); ``centers`` (C x bits, +-1; default
+    :func:`~nhl.losses.targets.csq_centers`: Hadamard rows when 2 * bits >= C, random balanced
+    centers otherwise); ``tie_break`` (bits,) +-1; ``seed`` (default 0) for whatever is drawn.
+    :func:`nhl.losses.build_nested` passes prefixes of one long set of centers here. Buffers:
+    ``centers``, ``tie_break``.
+    """
+
+    name = "csq"
+    defaults = {"lam": 1e-4, "centers": None, "tie_break": None, "seed": 0}
+
+    centers: torch.Tensor
+    tie_break: torch.Tensor
+
+    def __init__(self, bits: int, n_classes: int, n_train: int, **hyper: Any):
+        super().__init__(bits, n_classes, n_train, **hyper)
+        self.lam = check_nonnegative(self.hyper["lam"], "lam")
+        gen = make_generator(self.hyper["seed"])
+        centers = self.hyper["centers"]
+        if centers is None:
+            centers = csq_centers(self.n_classes, self.bits, gen)
+        centers = check_pm1_matrix(centers, "centers", (self.n_classes, self.bits))
+        tie = self.hyper["tie_break"]
+        tie = random_sign_vector(self.bits, gen) if tie is None else tie
+        self.register_buffer("centers", centers)
+        self.register_buffer("tie_break", check_pm1_matrix(tie, "tie_break", (self.bits,)))
+
+    def targets_for(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample +-1 targets (B x bits) for multi-hot labels y."""
+        return label_targets(y, self.centers.to(y), self.tie_break.to(y))
+
+    def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        t = self.targets_for(y)
+        center = F.binary_cross_entropy_with_logits(2 * u, (t + 1) / 2)
+        return center + self.lam * (torch.tanh(u).abs() - 1).pow(2).mean()

@@ -1,0 +1,57 @@
+"""DPN: Deep Polarized Network (Fan et al., IJCAI 2020), METHOD.md section 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import HashLoss, check_nonnegative, check_pm1_matrix
+from .targets import check_p, dpn_targets, label_targets, make_generator, random_sign_vector
+
+
+class DPNLoss(HashLoss):
+    """Polarisation (hinge) loss towards random per-class +-1 targets.
+
+        mean max(0, m - u * t)
+
+    on the raw outputs u, t the sample's target: its class's target vector, which has
+    int(p * bits) entries -1; for several labels the sign of the sum of their targets, zeros
+    filled from the fixed ``tie_break`` vector (the same rule as CSQ).
+
+    Hyper-parameters: ``m`` (margin, default 1), ``p`` (share of -1 entries, default 0.5),
+    ``targets`` (C x bits, +-1; default drawn by :func:`~nhl.losses.targets.dpn_targets`),
+    ``tie_break`` (bits,) +-1, ``seed`` (default 0). :func:`nhl.losses.build_nested` passes
+    prefixes of one long set of targets here. Buffers: ``targets``, ``tie_break``.
+
+    DPN's adaptive target update (which needs a memory bank) is not implemented, so this loss
+    has no bank; the public code's bank was written but only read by that variant.
+    """
+
+    name = "dpn"
+    defaults = {"m": 1.0, "p": 0.5, "targets": None, "tie_break": None, "seed": 0}
+
+    targets: torch.Tensor
+    tie_break: torch.Tensor
+
+    def __init__(self, bits: int, n_classes: int, n_train: int, **hyper: Any):
+        super().__init__(bits, n_classes, n_train, **hyper)
+        self.m = check_nonnegative(self.hyper["m"], "m")
+        self.p = self.hyper["p"]
+        check_p(self.p)
+        gen = make_generator(self.hyper["seed"])
+        targets = self.hyper["targets"]
+        if targets is None:
+            targets = dpn_targets(self.n_classes, self.bits, self.p, gen)
+        targets = check_pm1_matrix(targets, "targets", (self.n_classes, self.bits))
+        tie = self.hyper["tie_break"]
+        tie = random_sign_vector(self.bits, gen) if tie is None else tie
+        self.register_buffer("targets", targets)
+        self.register_buffer("tie_break", check_pm1_matrix(tie, "tie_break", (self.bits,)))
+
+    def targets_for(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample +-1 targets (B x bits) for multi-hot labels y."""
+        return label_targets(y, self.targets.to(y), self.tie_break.to(y))
+
+    def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        return (self.m - u * self.targets_for(y)).clamp_min(0).mean()
