@@ -13,6 +13,7 @@ Public API, by METHOD.md section:
 from importlib.metadata import PackageNotFoundError, version
 
 from . import distill, losses, weighting
+from .config import TrainConfig
 from .layer import DEFAULT_BITS, NestedHashLayer, binarize
 from .objective import NestedObjective, NonFiniteLossError, ObjectiveOutput
 
@@ -27,6 +28,7 @@ __all__ = [
     "NestedObjective",
     "NonFiniteLossError",
     "ObjectiveOutput",
+    "TrainConfig",
     "binarize",
     "distill",
     "losses",

@@ -9,9 +9,11 @@ gives a new run and nothing else does.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +25,7 @@ import torch
 from .config import TrainConfig
 from .metrics import map_per_length
 from .models import HashModel, build_model, encode_dataset
-from .paths import runs_dir
+from .paths import data_dir, runs_dir
 from .utils import atomic_torch_save, atomic_write, atomic_write_text
 
 FILES = ("config.json", "model.pt", "codes.npz", "history.csv", "metrics.json")
@@ -34,10 +36,10 @@ def get_splits(config: TrainConfig, root: str | Path | None = None):
     """The data split of a config, loaded once per process and then reused."""
     from .data import load_splits
 
+    root = Path(root) if root is not None else data_dir()
     key = (config.dataset, config.protocol, config.split_seed, str(root))
     if key not in _SPLITS:
-        kwargs = {} if root is None else {"root": root}
-        _SPLITS[key] = load_splits(config.dataset, protocol=config.protocol, seed=config.split_seed, **kwargs)
+        _SPLITS[key] = load_splits(config.dataset, root=root, protocol=config.protocol, seed=config.split_seed)
     return _SPLITS[key]
 
 
@@ -167,16 +169,33 @@ def run(
 
     An interrupted run resumes from its last per-epoch checkpoint. ``force`` retrains.
     """
-    from .train import CHECKPOINT, fit
-
     splits = get_splits(config, data_root)
     path = run_path(config, splits.fingerprint, root)
     if not force and (path / "metrics.json").exists():
         return load(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with _locked(path):  # two processes asking for the same run: one trains, the other waits
+        if not force and (path / "metrics.json").exists():
+            return load(path)
+        return _train_and_store(config, splits, path, force, progress)
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_and_store(config: TrainConfig, splits, path: Path, force: bool, progress: bool) -> RunResult:
+    from .train import CHECKPOINT, fit
+
     if force:
         for name in (*FILES, CHECKPOINT):
             (path / name).unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path / "config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
     result = fit(config, splits, run_dir=path, progress=progress)
     metrics, q, db = evaluate(result.model, splits, config.bit_list)
@@ -204,7 +223,9 @@ def run(
     atomic_write_text(path / "history.csv", result.history.to_csv(index=False))
     atomic_write_text(path / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     (path / CHECKPOINT).unlink(missing_ok=True)
-    return load(path)
+    done = load(path)
+    done.cached = False
+    return done
 
 
 def list_runs(root: str | Path | None = None) -> pd.DataFrame:

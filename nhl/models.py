@@ -22,7 +22,7 @@ BACKBONES = ("cnn", "resnet50")
 class SmallCNN(nn.Module):
     """Three conv blocks and a fully connected layer: a CPU-friendly feature extractor."""
 
-    def __init__(self, in_channels: int = 1, out_features: int = 256, width: int = 32):
+    def __init__(self, in_channels: int = 1, out_features: int = 256, width: int = 16):
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:

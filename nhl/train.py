@@ -121,9 +121,9 @@ def fit(
         (one row per epoch and length).
     """
     if splits is None:
-        from .data import load_splits
+        from .experiments import get_splits
 
-        splits = load_splits(config.dataset, protocol=config.protocol, seed=config.split_seed)
+        splits = get_splits(config)
     model, objective = build(config, splits)
     objective.track_gradients = track_gradients
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
