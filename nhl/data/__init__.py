@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import data_dir
 from ..validation import check_choice
 from .dataset import IMAGENET_MEAN, IMAGENET_STD, FullData, HashDataset, LazyImages, channel_stats
 from .splits import (
@@ -134,9 +135,12 @@ def _resolve_protocol(name: str, protocol) -> Protocol:
     return PROTOCOLS[name][protocol]
 
 
-def load_full(name: str, root: str | Path = "data", download: bool = True, **options) -> FullData:
+def load_full(
+    name: str, root: str | Path | None = None, download: bool = True, **options
+) -> FullData:
     """Load a whole dataset before splitting (what :func:`load_splits` splits)."""
     name, _ = _resolve_name(name, None)
+    root = Path(root) if root is not None else data_dir()
     allowed = _OPTIONS[name]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -193,7 +197,7 @@ def _resolve_normalization(normalization, full: FullData):
 
 def load_splits(
     name: str = "fashion-mnist",
-    root: str | Path = "data",
+    root: str | Path | None = None,
     protocol: str | Protocol | None = None,
     seed: int = 0,
     download: bool = True,
@@ -201,7 +205,8 @@ def load_splits(
 ) -> Splits:
     """Load dataset ``name`` and split it by ``protocol`` with ``seed``.
 
-    ``root`` holds downloaded data and the split index files (``{root}/splits/``). ``protocol``
+    ``root`` holds downloaded data and the split index files (``{root}/splits/``); ``None`` is
+    :func:`nhl.paths.data_dir` (``$NHL_DATA`` or the project's ``data/``). ``protocol``
     is a name from :func:`protocols` (default: the dataset's standard protocol) or a
     :class:`Protocol`. ``download`` lets torchvision fetch missing files. ``options``:
     ``normalization`` (see the module docstring) and, for ``image-list``, ``list_dir``,
@@ -214,6 +219,7 @@ def load_splits(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     seed = int(seed)
     normalization = options.pop("normalization", None)
+    root = Path(root) if root is not None else data_dir()
     full = load_full(name, root, download, **options)
     mean_std, tag = _resolve_normalization(normalization, full)
     return build_splits(full, spec, seed, root, mean_std, tag)
