@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from .config import VARIANTS, TrainConfig
 from .layer import DEFAULT_BITS
 from .paths import quick_mode
+from .train import TrainingDivergedError
 from .validation import check_bit_list
 
 QUICK_EPOCHS = 2
@@ -92,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import experiments, losses, studies
+    from . import experiments
 
     args = parser().parse_args(argv)
     if args.command == "runs":
@@ -104,6 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        return _run(args, config)
+    except (ValueError, TypeError, FileNotFoundError) as err:  # bad input: say what and how to fix
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, config: TrainConfig) -> int:
+    from . import experiments, losses, studies
+
     kw = dict(root=args.runs, data_root=args.data, progress=not args.no_progress)
     t0 = time.perf_counter()
     if args.command in ("train", "eval"):
