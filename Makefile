@@ -1,12 +1,12 @@
 # nhl: two commands to set up and go (see README.md).
-#   make run   - create .venv if missing, install, run the main job
+#   make run   - create .venv if missing, install, execute every notebook (full setting) into build/
 #   make test  - create/reuse .venv, run the test suite (unit tests + quick notebooks)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser lab bench lint venv clean
+.PHONY: run notebooks test test-browser lab bench lint venv clean
 
 venv: $(STAMP)
 
@@ -19,16 +19,26 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m nhl compare --dataset fashion-mnist --method csq
+	$(BIN)/python -m nhl.tutorial
+
+# Re-execute the notebooks in place (full setting): how their committed outputs are made.
+notebooks: $(STAMP)
+	$(BIN)/python -m nhl.tutorial --in-place
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not browser"
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser tests/test_browser.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.bench_eval
+	$(BIN)/python -m benchmarks.bench_search
+	$(BIN)/python -m benchmarks.bench_funnel
+	$(BIN)/python -m benchmarks.bench_train
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
