@@ -1,0 +1,298 @@
+"""Retrieval curves per code length, ablation summaries and the effect of tied distances.
+
+Figures for the evaluation notebooks (METHOD.md sections 5-6): precision-recall by Hamming radius
+for every length (:func:`pr_curves`), precision at N (:func:`precision_at_n_plot`), mAP against
+code length for several models (:func:`map_vs_bits`), an ablation table with error bars
+(:func:`ablation_plot`), and two views of tied distances (:func:`tie_size_plot`,
+:func:`tie_plot`) with the numbers behind them (:func:`tie_group_sizes`,
+:func:`permuted_index_map`). Every function takes plain arrays/tables, draws on ``ax`` (a new
+figure when ``None``) and returns the axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import hamming_distances, mean_average_precision
+from ..validation import check_bit_list, check_choice, check_codes, check_positive_int
+
+__all__ = [
+    "ablation_plot",
+    "map_vs_bits",
+    "permuted_index_map",
+    "pr_curves",
+    "precision_at_n_plot",
+    "tie_group_sizes",
+    "tie_plot",
+    "tie_size_plot",
+]
+
+
+def _axes(ax, figsize=(6.0, 4.0)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _bits_keys(mapping: Mapping, name: str) -> tuple[int, ...]:
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise TypeError(f"{name} must be a non-empty dict {{bits: ...}}, got {type(mapping).__name__}")
+    return check_bit_list(sorted(mapping), name=f"the keys of {name}")
+
+
+def _log2_bits_axis(ax, bits: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(bits))
+    ax.set_xticklabels([str(b) for b in bits])
+    ax.minorticks_off()
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def pr_curves(results: Mapping[int, tuple], ax=None, mark_radius: int | None = 2):
+    """Precision against recall by Hamming radius r = 0..L, one line per length.
+
+    ``results``: ``{bits: (precision, recall)}`` as returned by
+    :func:`nhl.metrics.precision_recall_by_radius` (arrays of length ``bits + 1``).
+    ``mark_radius`` puts a dot at that radius on every curve (``None``: no dots).
+    """
+    bits_list = _bits_keys(results, "results")
+    ax = _axes(ax)
+    for i, bits in enumerate(bits_list):
+        try:
+            p, r = (np.asarray(a, dtype=float).reshape(-1) for a in results[bits])
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"results[{bits}] must be a pair (precision, recall) of arrays") from err
+        if p.shape != r.shape:
+            raise ValueError(
+                f"results[{bits}]: precision {p.shape} and recall {r.shape} must have the same shape"
+            )
+        ax.plot(r, p, color=f"C{i}", label=f"{bits} bits")
+        if mark_radius is not None and mark_radius < p.size:
+            ax.scatter([r[mark_radius]], [p[mark_radius]], color=f"C{i}", s=25, zorder=3)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    title = "Precision-recall by Hamming radius"
+    if mark_radius is not None:
+        title += f" (dots: radius {mark_radius})"
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def precision_at_n_plot(table: pd.DataFrame, ax=None):
+    """Precision@N against N, one line per length.
+
+    ``table``: index = code lengths (bits), columns = cut-offs N, values = precision (e.g. rows
+    of :func:`nhl.metrics.precision_at_n`). N is drawn on a log scale.
+    """
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise TypeError("table must be a non-empty DataFrame: index bits, columns N, values precision")
+    bits_list = check_bit_list(list(table.index), name="table.index (code lengths)")
+    ns = np.asarray([float(n) for n in table.columns])
+    if (ns <= 0).any() or (np.diff(ns) <= 0).any():
+        raise ValueError(f"table.columns must be increasing positive cut-offs N, got {list(table.columns)}")
+    ax = _axes(ax)
+    for i, bits in enumerate(bits_list):
+        ax.plot(ns, table.loc[bits].to_numpy(float), marker="o", color=f"C{i}", label=f"{bits} bits")
+    ax.set_xscale("log")
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(int(n)) for n in ns])
+    ax.minorticks_off()
+    ax.set_xlabel("N (top-N retrieved items)")
+    ax.set_ylabel("precision@N")
+    ax.set_title("Precision of the top N by code length")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def map_vs_bits(table: pd.DataFrame, columns: Sequence[str] | None = None, ax=None):
+    """mAP against code length (log2 axis), one line per column of ``table``.
+
+    ``table``: index = bits; by default every column whose name ends in ``"mAP"`` is drawn
+    (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.compare`).
+    """
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise TypeError("table must be a non-empty DataFrame indexed by bits")
+    bits_list = check_bit_list(list(table.index), name="table.index (code lengths)")
+    if columns is None:
+        columns = [c for c in table.columns if str(c).endswith("mAP")]
+    columns = list(columns)
+    missing = [c for c in columns if c not in table.columns]
+    if not columns or missing:
+        raise ValueError(
+            f"columns {missing or columns} not found; choose from {list(table.columns)}"
+        )
+    ax = _axes(ax)
+    for i, col in enumerate(columns):
+        ax.plot(bits_list, table[col].to_numpy(float), marker="o", color=f"C{i}", label=str(col))
+    _log2_bits_axis(ax, bits_list)
+    ax.set_xlabel("code length (bits)")
+    ax.set_ylabel("mAP")
+    ax.set_title("mAP by code length")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def ablation_plot(
+    table: pd.DataFrame,
+    kind: str = "point",
+    order: Sequence[str] | None = None,
+    relative_to: str | None = None,
+    value: str = "mAP",
+    ax=None,
+):
+    """mean +/- one standard deviation over seeds of ``value`` per length, one colour per variant.
+
+    ``table``: long format with columns ``variant``, ``seed``, ``bits`` and ``value`` (as
+    :func:`nhl.studies.ablation` returns). ``kind``: ``"point"`` (seaborn pointplot) or
+    ``"bar"``. ``relative_to``: a variant whose mean (per length) is subtracted first, so
+    small differences are visible next to the large change of mAP with length.
+    """
+    import seaborn as sns
+
+    check_choice(kind, ("point", "bar"), "kind")
+    need = {"variant", "bits", value}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        raise ValueError(f"table must be a DataFrame with columns {sorted(need)} (long format)")
+    data = table.copy()
+    variants = list(order) if order is not None else list(dict.fromkeys(data["variant"]))
+    unknown = set(variants) - set(data["variant"])
+    if unknown:
+        raise ValueError(f"order names unknown variants {sorted(unknown)}")
+    ylabel = value
+    if relative_to is not None:
+        if relative_to not in set(data["variant"]):
+            raise ValueError(f"relative_to={relative_to!r} is not a variant of the table")
+        ref = data[data["variant"] == relative_to].groupby("bits")[value].mean()
+        data[value] = data[value] - data["bits"].map(ref)
+        ylabel = f"{value} - mean of {relative_to}"
+    ax = _axes(ax, figsize=(7.0, 4.0))
+    common = dict(data=data, x="bits", y=value, hue="variant", hue_order=variants,
+                  order=sorted(data["bits"].unique()), errorbar="sd", ax=ax)
+    if kind == "point":
+        sns.pointplot(**common, dodge=0.4, markersize=5, linewidth=1.5, capsize=0.05)
+    else:
+        sns.barplot(**common, capsize=0.1)
+    if relative_to is not None:
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+    ax.set_xlabel("code length (bits)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{value} per variant (mean ± std over seeds)")
+    ax.legend(fontsize=8, title="variant", title_fontsize=8)
+    return ax
+
+
+# --------------------------------------------------------------------------- ties
+
+
+def tie_group_sizes(q_codes, db_codes, bits: int, chunk_size: int = 256) -> pd.DataFrame:
+    """How large the groups of equidistant database items are, per query, at ``bits`` bits.
+
+    Uses the first ``bits`` bits of the codes. Per query (rows): ``nearest`` = items at the
+    smallest distance (the tie group at the top of the ranking), ``typical`` = the size of the
+    tie group an average database item shares (sum over distances of n_d^2 / N), ``distinct`` =
+    how many different distances occur (at most ``bits + 1``).
+    """
+    q = check_codes(q_codes, "q_codes")
+    db = check_codes(db_codes, "db_codes")
+    bits = check_positive_int(bits, "bits")
+    if bits > min(q.shape[1], db.shape[1]):
+        raise ValueError(f"bits={bits} exceeds the code length {min(q.shape[1], db.shape[1])}")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    nb = bits + 1
+    hist = np.empty((q.shape[0], nb), np.int64)
+    for start in range(0, q.shape[0], chunk_size):
+        d = hamming_distances(q[start:start + chunk_size, :bits], db[:, :bits]).astype(np.int64)
+        rows = np.arange(d.shape[0])[:, None] * nb
+        hist[start:start + d.shape[0]] = np.bincount((d + rows).ravel(), minlength=d.shape[0] * nb).reshape(-1, nb)
+    first = np.argmax(hist > 0, axis=1)
+    return pd.DataFrame(
+        {
+            "nearest": hist[np.arange(len(hist)), first],
+            "typical": (hist.astype(float) ** 2).sum(axis=1) / db.shape[0],
+            "distinct": (hist > 0).sum(axis=1),
+        }
+    )
+
+
+def permuted_index_map(
+    q_codes, db_codes, q_labels, db_labels, n_perm: int = 10, seed: int = 0, topk: int | None = None
+) -> np.ndarray:
+    """Index-order mAP after ``n_perm`` random shuffles of the database (one value per shuffle).
+
+    Index order breaks ties by database position, so shuffling the database changes it; the
+    tie-aware mAP (``ties="average"``) is the exact mean over all shuffles (METHOD.md 5).
+    """
+    n_perm = check_positive_int(n_perm, "n_perm")
+    db = check_codes(db_codes, "db_codes")
+    dbl = np.asarray(db_labels)
+    if dbl.shape[0] != db.shape[0]:
+        raise ValueError(f"db_labels has {dbl.shape[0]} rows but db_codes has {db.shape[0]}")
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_perm)
+    for i in range(n_perm):
+        perm = rng.permutation(db.shape[0])
+        out[i] = mean_average_precision(q_codes, db[perm], q_labels, dbl[perm], topk=topk, ties="index")
+    return out
+
+
+def tie_size_plot(sizes: Mapping[int, Sequence[float]], n_database: int | None = None,
+                  ylabel: str = "items in the tie group", ax=None):
+    """Box plot (log scale) of tie-group sizes per length, e.g. ``tie_group_sizes(...)['nearest']``.
+
+    ``n_database`` draws the database size as a dashed line (a group cannot be larger).
+    """
+    bits_list = _bits_keys(sizes, "sizes")
+    ax = _axes(ax)
+    data = [np.asarray(sizes[b], dtype=float).reshape(-1) for b in bits_list]
+    if any(d.size == 0 for d in data):
+        raise ValueError("every length needs at least one tie-group size")
+    ax.boxplot(data, positions=range(len(bits_list)), widths=0.6, showfliers=False)
+    ax.set_xticks(range(len(bits_list)))
+    ax.set_xticklabels([str(b) for b in bits_list])
+    ax.set_yscale("log")
+    if n_database is not None:
+        ax.axhline(n_database, color="C3", linestyle="--", linewidth=1, label=f"database ({n_database})")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("code length (bits)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("How many database items share a distance")
+    return ax
+
+
+def tie_plot(samples: Mapping[int, Sequence[float]], exact: Mapping[int, float], ax=None):
+    """Index-order mAP under random database orders (dots) against the tie-aware value (bar).
+
+    ``samples``: ``{bits: mAPs}`` from :func:`permuted_index_map`; ``exact``: ``{bits: mAP}``
+    with ``ties="average"``. The spread of the dots is what an arbitrary tie order adds.
+    """
+    bits_list = _bits_keys(samples, "samples")
+    missing = [b for b in bits_list if b not in exact]
+    if missing:
+        raise ValueError(f"exact has no value for lengths {missing}")
+    ax = _axes(ax)
+    rng = np.random.default_rng(0)
+    for i, bits in enumerate(bits_list):
+        s = np.asarray(samples[bits], dtype=float).reshape(-1)
+        jitter = rng.uniform(-0.12, 0.12, s.size)
+        ax.scatter(i + jitter, s, s=12, color="C0", alpha=0.7,
+                   label="index order, shuffled database" if i == 0 else None)
+        ax.plot([i - 0.3, i + 0.3], [exact[bits]] * 2, color="C3", linewidth=2,
+                label="tie-aware (exact mean)" if i == 0 else None)
+    ax.set_xticks(range(len(bits_list)))
+    ax.set_xticklabels([str(b) for b in bits_list])
+    ax.set_xlim(-0.6, len(bits_list) - 0.4)
+    ax.set_xlabel("code length (bits)")
+    ax.set_ylabel("mAP")
+    ax.set_title("Tie order changes index-order mAP")
+    ax.legend(fontsize=8)
+    return ax

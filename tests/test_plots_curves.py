@@ -1,0 +1,177 @@
+"""Curve plots: every figure draws exactly the input data, with labelled axes; tie helpers on
+hand-made codes."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from nhl.metrics import mean_average_precision  # noqa: E402
+from nhl.plots.curves import (  # noqa: E402
+    ablation_plot,
+    map_vs_bits,
+    permuted_index_map,
+    pr_curves,
+    precision_at_n_plot,
+    tie_group_sizes,
+    tie_plot,
+    tie_size_plot,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _data_lines(ax):
+    return [ln for ln in ax.lines if not ln.get_label().startswith("_")]
+
+
+def test_pr_curves_one_line_per_length_with_the_given_points():
+    results = {
+        8: (np.array([0.9, 0.6, 0.5]), np.array([0.1, 0.5, 1.0])),
+        4: ([1.0, 0.5], [0.2, 1.0]),
+    }
+    ax = pr_curves(results, mark_radius=1)
+    lines = _data_lines(ax)
+    assert [ln.get_label() for ln in lines] == ["4 bits", "8 bits"]  # sorted by length
+    np.testing.assert_allclose(lines[1].get_xdata(), [0.1, 0.5, 1.0])  # recall on x
+    np.testing.assert_allclose(lines[1].get_ydata(), [0.9, 0.6, 0.5])
+    dots = [c.get_offsets()[0].tolist() for c in ax.collections]
+    assert dots == [[1.0, 0.5], [0.5, 0.6]]  # radius 1 of each curve
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("recall", "precision")
+
+
+def test_pr_curves_rejects_mismatched_arrays():
+    with pytest.raises(ValueError, match=r"results\[8\]"):
+        pr_curves({8: ([0.5, 0.4], [0.1])})
+    with pytest.raises(TypeError, match="dict"):
+        pr_curves([])
+
+
+def test_precision_at_n_plot_draws_rows_against_n():
+    table = pd.DataFrame([[0.9, 0.8], [0.95, 0.9]], index=[8, 16], columns=[100, 1000])
+    ax = precision_at_n_plot(table)
+    lines = _data_lines(ax)
+    assert len(lines) == 2
+    np.testing.assert_allclose(lines[0].get_xdata(), [100, 1000])
+    np.testing.assert_allclose(lines[1].get_ydata(), [0.95, 0.9])
+    assert ax.get_xscale() == "log"
+    assert ax.get_ylabel() == "precision@N" and "N" in ax.get_xlabel()
+
+
+def test_precision_at_n_plot_rejects_unsorted_cutoffs():
+    with pytest.raises(ValueError, match="increasing"):
+        precision_at_n_plot(pd.DataFrame([[0.5, 0.6]], index=[8], columns=[1000, 100]))
+
+
+def test_map_vs_bits_draws_the_map_columns():
+    table = pd.DataFrame(
+        {"baseline mAP": [0.5, 0.6, 0.7], "nested mAP": [0.55, 0.62, 0.69], "gain": [0.05, 0.02, -0.01]},
+        index=pd.Index([8, 16, 32], name="bits"),
+    )
+    ax = map_vs_bits(table)
+    lines = _data_lines(ax)
+    assert [ln.get_label() for ln in lines] == ["baseline mAP", "nested mAP"]  # "gain" skipped
+    np.testing.assert_allclose(lines[0].get_xdata(), [8, 16, 32])
+    np.testing.assert_allclose(lines[1].get_ydata(), [0.55, 0.62, 0.69])
+    assert ax.get_xlabel() == "code length (bits)" and ax.get_ylabel() == "mAP"
+    with pytest.raises(ValueError, match="not found"):
+        map_vs_bits(table, columns=["nope"])
+
+
+def _ablation_table():
+    rows = []
+    for variant, offset in (("plain", 0.0), ("nhl", 0.1)):
+        for seed in range(3):
+            for bits in (8, 16):
+                rows.append({"variant": variant, "seed": seed, "bits": bits,
+                             "mAP": 0.5 + offset + 0.01 * seed + bits / 100})
+    return pd.DataFrame(rows)
+
+
+def test_ablation_pointplot_means_and_sd_bars():
+    ax = ablation_plot(_ablation_table(), order=["plain", "nhl"])
+    # seaborn draws one line per variant through the means (x = category position)...
+    means = [ln for ln in ax.lines if len(ln.get_xdata()) == 2]
+    assert len(means) == 2
+    np.testing.assert_allclose(means[0].get_ydata(), [0.59, 0.67])  # plain at 8 and 16 bits
+    np.testing.assert_allclose(means[1].get_ydata(), [0.69, 0.77])  # nhl
+    # ...and an error bar per point spanning mean +/- std (std of 0, 0.01, 0.02 is 0.01)
+    bars = [ln for ln in ax.lines if len(ln.get_xdata()) == 8]
+    assert len(bars) == 4
+    y = bars[0].get_ydata()
+    np.testing.assert_allclose([y[3], y[4]], [0.58, 0.60])
+    assert ax.get_xlabel() == "code length (bits)" and ax.get_ylabel() == "mAP"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "nhl"]
+
+
+def test_ablation_barplot_relative_to_reference():
+    ax = ablation_plot(_ablation_table(), kind="bar", relative_to="plain", order=["plain", "nhl"])
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_width() > 0)
+    assert heights == [0.0, 0.0, 0.1, 0.1]
+    assert "plain" in ax.get_ylabel()
+
+
+def test_ablation_plot_rejects_bad_tables():
+    with pytest.raises(ValueError, match="columns"):
+        ablation_plot(pd.DataFrame({"variant": ["a"], "mAP": [0.5]}))
+    with pytest.raises(ValueError, match="relative_to"):
+        ablation_plot(_ablation_table(), relative_to="distill")
+    with pytest.raises(ValueError, match="kind"):
+        ablation_plot(_ablation_table(), kind="violin")
+
+
+def test_tie_group_sizes_by_hand():
+    db = np.array([[1, 1, 1, 1], [1, 1, 1, -1], [1, 1, -1, -1], [-1, -1, -1, -1]])
+    q = np.array([[1, 1, 1, 1]])
+    # 2 bits: distances 0, 0, 0, 2 -> groups {3 items at 0, 1 at 2}
+    t2 = tie_group_sizes(q, db, bits=2)
+    assert t2.loc[0, "nearest"] == 3 and t2.loc[0, "distinct"] == 2
+    assert t2.loc[0, "typical"] == pytest.approx((9 + 1) / 4)
+    # 4 bits: distances 0, 1, 2, 4 -> all distinct
+    t4 = tie_group_sizes(q, db, bits=4, chunk_size=1)
+    assert t4.loc[0, "nearest"] == 1 and t4.loc[0, "distinct"] == 4 and t4.loc[0, "typical"] == 1.0
+    with pytest.raises(ValueError, match="bits"):
+        tie_group_sizes(q, db, bits=5)
+
+
+def test_permuted_index_map_varies_only_with_ties_and_averages_to_tie_aware():
+    rng = np.random.default_rng(1)
+    db = np.where(rng.random((40, 2)) > 0.5, 1, -1)
+    dbl = np.eye(2, dtype=np.uint8)[rng.integers(0, 2, 40)]
+    q, ql = db[:3], dbl[:3]
+    samples = permuted_index_map(q, db, ql, dbl, n_perm=300, seed=0)
+    exact = mean_average_precision(q, db, ql, dbl, ties="average")
+    assert samples.std() > 0  # 2-bit codes: heavy ties
+    assert samples.mean() == pytest.approx(exact, abs=4 * samples.std() / np.sqrt(300))
+    # distinct distances everywhere: every order gives the same number
+    db1 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, -1], [-1, -1, -1]])
+    l1 = np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]]
+    s1 = permuted_index_map(db1[:1], db1, l1[:1], l1, n_perm=5)
+    np.testing.assert_allclose(s1, mean_average_precision(db1[:1], db1, l1[:1], l1))
+
+
+def test_tie_size_plot_and_tie_plot_draw_the_inputs():
+    ax = tie_size_plot({8: [100, 200, 300], 128: [1, 1, 2]}, n_database=1000)
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "code length (bits)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "128"]
+    assert any(list(ln.get_ydata()) == [1000, 1000] for ln in ax.lines)
+    medians = sorted(float(ln.get_ydata()[0]) for ln in ax.lines if ln.get_color() == "C1")
+    assert medians == [1.0, 200.0]
+
+    ax = tie_plot({8: [0.4, 0.5, 0.6], 128: [0.7, 0.7]}, {8: 0.5, 128: 0.7})
+    dots = [c.get_offsets() for c in ax.collections]
+    np.testing.assert_allclose(dots[0][:, 1], [0.4, 0.5, 0.6])
+    np.testing.assert_allclose(dots[1][:, 1], [0.7, 0.7])
+    exact_lines = [ln for ln in ax.lines]
+    np.testing.assert_allclose([ln.get_ydata()[0] for ln in exact_lines], [0.5, 0.7])
+    assert ax.get_ylabel() == "mAP"
+    with pytest.raises(ValueError, match="exact"):
+        tie_plot({8: [0.5]}, {16: 0.5})
