@@ -13,7 +13,10 @@ import pytest  # noqa: E402
 from nhl.metrics import mean_average_precision  # noqa: E402
 from nhl.plots.curves import (  # noqa: E402
     ablation_plot,
+    best_per_length,
+    describe_ablation,
     map_vs_bits,
+    paired_differences,
     permuted_index_map,
     pr_curves,
     precision_at_n_plot,
@@ -134,6 +137,9 @@ def test_tie_group_sizes_by_hand():
     # 2 bits: distances 0, 0, 0, 2 -> groups {3 items at 0, 1 at 2}
     t2 = tie_group_sizes(q, db, bits=2)
     assert t2.loc[0, "nearest"] == 3 and t2.loc[0, "distinct"] == 2
+    assert t2.loc[0, "nearest_distance"] == 0
+    t_off = tie_group_sizes(np.array([[1, -1, 1, 1]]), db, bits=2)  # every item at distance 1
+    assert (t_off.loc[0, "nearest_distance"], t_off.loc[0, "nearest"]) == (1, 4)
     assert t2.loc[0, "typical"] == pytest.approx((9 + 1) / 4)
     # 4 bits: distances 0, 1, 2, 4 -> all distinct
     t4 = tie_group_sizes(q, db, bits=4, chunk_size=1)
@@ -175,3 +181,47 @@ def test_tie_size_plot_and_tie_plot_draw_the_inputs():
     assert ax.get_ylabel() == "mAP"
     with pytest.raises(ValueError, match="exact"):
         tie_plot({8: [0.5]}, {16: 0.5})
+
+
+def _three_variants():
+    # seeds 0..2; "a" = ref + 0.02 at 8 bits (clear), "b" = ref -/+ noise (within noise)
+    rows = []
+    for seed, noise in zip(range(3), (-0.01, 0.0, 0.01)):
+        for bits, base in ((8, 0.5), (16, 0.6)):
+            ref = base + 0.005 * seed
+            rows += [
+                {"variant": "ref", "seed": seed, "bits": bits, "mAP": ref},
+                {"variant": "a", "seed": seed, "bits": bits, "mAP": ref + (0.02 if bits == 8 else -0.03)},
+                {"variant": "b", "seed": seed, "bits": bits, "mAP": ref + noise},
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_by_hand():
+    d = paired_differences(_three_variants(), reference="ref")
+    assert list(d.index) == [("a", 8), ("a", 16), ("a", "mean"), ("b", 8), ("b", 16), ("b", "mean")]
+    assert d.loc[("a", 8), "diff"] == pytest.approx(0.02)
+    assert d.loc[("a", 8), "std"] == pytest.approx(0.0, abs=1e-12)
+    assert d.loc[("a", 8), "verdict"] == "better"
+    assert d.loc[("a", 16), "verdict"] == "worse"
+    assert d.loc[("a", "mean"), "diff"] == pytest.approx(-0.005)  # (0.02 - 0.03) / 2 every seed
+    assert d.loc[("b", 8), "diff"] == pytest.approx(0.0, abs=1e-12)
+    assert d.loc[("b", 8), "std"] == pytest.approx(0.01)
+    assert d.loc[("b", 8), "verdict"] == "within noise"
+    assert (d["seeds"] == 3).all()
+    with pytest.raises(ValueError, match="reference"):
+        paired_differences(_three_variants(), reference="nope")
+
+
+def test_best_per_length_and_description_follow_the_numbers():
+    t = _three_variants()
+    best = best_per_length(t)
+    assert best.loc[8, "best"] == "a" and best.loc[8, "runner-up"] in ("ref", "b")
+    assert best.loc[8, "gap"] == pytest.approx(0.02) and bool(best.loc[8, "clear"])
+    # at 16 bits ref and b tie on the mean (noise averages out): no clear winner
+    assert best.loc[16, "best"] in ("ref", "b") and not best.loc[16, "clear"]
+    text = describe_ablation(t, reference="ref")
+    assert "- 8 bits: **a** (0.5250), +0.0200 ahead of" in text
+    assert "more than one std" in text.splitlines()[1]
+    assert "- a: -0.0050 ± 0.0000 (worse); higher mean at 1 of 2 lengths, clearly better at 1, clearly worse at 1" in text
+    assert "- b: +0.0000 ± 0.0100 (within noise)" in text

@@ -3,7 +3,8 @@
 Figures for the evaluation notebooks (METHOD.md sections 5-6): precision-recall by Hamming radius
 for every length (:func:`pr_curves`), precision at N (:func:`precision_at_n_plot`), mAP against
 code length for several models (:func:`map_vs_bits`), an ablation table with error bars
-(:func:`ablation_plot`), and two views of tied distances (:func:`tie_size_plot`,
+(:func:`ablation_plot`, with the numbers a reading of it should rest on:
+:func:`paired_differences`, :func:`best_per_length`, :func:`describe_ablation`), and two views of tied distances (:func:`tie_size_plot`,
 :func:`tie_plot`) with the numbers behind them (:func:`tie_group_sizes`,
 :func:`permuted_index_map`). Every function takes plain arrays/tables, draws on ``ax`` (a new
 figure when ``None``) and returns the axes.
@@ -21,6 +22,9 @@ from ..validation import check_bit_list, check_choice, check_codes, check_positi
 
 __all__ = [
     "ablation_plot",
+    "best_per_length",
+    "describe_ablation",
+    "paired_differences",
     "map_vs_bits",
     "permuted_index_map",
     "pr_curves",
@@ -191,6 +195,110 @@ def ablation_plot(
     return ax
 
 
+def _check_long_table(table, value: str, need_seed: bool = True) -> pd.DataFrame:
+    need = {"variant", "bits", value} | ({"seed"} if need_seed else set())
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        raise ValueError(f"table must be a DataFrame with columns {sorted(need)} (long format)")
+    return table
+
+
+def _verdict(mean: float, std: float, n: int) -> str:
+    if n < 2 or not np.isfinite(std):
+        return "single seed"
+    if mean > std:
+        return "better"
+    if mean < -std:
+        return "worse"
+    return "within noise"
+
+
+def paired_differences(table: pd.DataFrame, reference: str = "plain", value: str = "mAP") -> pd.DataFrame:
+    """Each variant minus ``reference`` at the same seed and length, summarised over seeds.
+
+    Variants that share a seed share the initial weights, targets and batch order, so the
+    per-seed difference removes most of the seed-to-seed noise. Rows: every (variant, bits)
+    plus bits ``"mean"`` (the average over lengths, per seed). Columns: ``diff`` (mean over
+    seeds), ``std`` (of the per-seed differences), ``seeds``, ``verdict``: ``better`` /
+    ``worse`` when the mean difference exceeds one standard deviation, else ``within noise``.
+    """
+    _check_long_table(table, value)
+    if reference not in set(table["variant"]):
+        raise ValueError(f"reference={reference!r} is not a variant of the table")
+    wide = table.pivot_table(index=["seed", "bits"], columns="variant", values=value)
+    diffs = wide.sub(wide[reference], axis=0).drop(columns=reference).dropna()
+    per_seed_mean = diffs.groupby(level="seed").mean()
+    per_seed_mean["bits"] = "mean"
+    long = diffs.reset_index().melt(id_vars=["seed", "bits"], var_name="variant", value_name="d")
+    avg = per_seed_mean.reset_index().melt(id_vars=["seed", "bits"], var_name="variant", value_name="d")
+    long["bits"] = long["bits"].astype(object)
+    both = pd.concat([long, avg], ignore_index=True)
+    order = [v for v in dict.fromkeys(table["variant"]) if v != reference]
+    bits_order = [*sorted(table["bits"].unique()), "mean"]
+    rows = []
+    for variant in order:
+        for bits in bits_order:
+            d = both.loc[(both["variant"] == variant) & (both["bits"] == bits), "d"].to_numpy(float)
+            if d.size == 0:
+                continue
+            std = float(d.std(ddof=1)) if d.size > 1 else float("nan")
+            rows.append({"variant": variant, "bits": bits, "diff": float(d.mean()), "std": std,
+                         "seeds": int(d.size), "verdict": _verdict(float(d.mean()), std, d.size)})
+    return pd.DataFrame(rows).set_index(["variant", "bits"])
+
+
+def best_per_length(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
+    """Per length: the variant with the highest mean, the runner-up and whether the gap is clear.
+
+    ``clear`` is True when the gap between the two means exceeds the larger of their two
+    standard deviations over seeds (one std, a deliberately modest bar with few seeds).
+    """
+    _check_long_table(table, value, need_seed=False)
+    stats = table.groupby(["bits", "variant"])[value].agg(["mean", "std"]).reset_index()
+    rows = []
+    for bits, g in stats.groupby("bits"):
+        g = g.sort_values("mean", ascending=False)
+        best = g.iloc[0]
+        row = {"bits": bits, "best": best["variant"], "best mean": best["mean"], "best std": best["std"]}
+        if len(g) > 1:
+            second = g.iloc[1]
+            gap = best["mean"] - second["mean"]
+            noise = np.nanmax([best["std"], second["std"]]) if g["std"].notna().any() else np.nan
+            row.update({"runner-up": second["variant"], "runner-up mean": second["mean"],
+                        "gap": gap, "clear": bool(np.isfinite(noise) and gap > noise)})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("bits")
+
+
+def describe_ablation(table: pd.DataFrame, reference: str = "plain", value: str = "mAP") -> str:
+    """A short Markdown reading of an ablation table, generated from its numbers.
+
+    One line per length (best variant, gap to the runner-up, whether it exceeds one std) and
+    one per variant (average over lengths of its paired difference to ``reference``).
+    """
+    best = best_per_length(table, value)
+    diffs = paired_differences(table, reference, value)
+    lines = [f"**Best variant per length** (mean {value} over seeds):"]
+    for bits, row in best.iterrows():
+        text = f"- {bits} bits: **{row['best']}** ({row['best mean']:.4f})"
+        if "runner-up" in row and isinstance(row["runner-up"], str):
+            clear = "more than" if row["clear"] else "less than"
+            text += (f", {row['gap']:+.4f} ahead of {row['runner-up']}, {clear} one std"
+                     " over seeds")
+        lines.append(text)
+    lines.append("")
+    lines.append(f"**Against `{reference}`** (same seed, averaged over lengths):")
+    for variant in dict.fromkeys(diffs.index.get_level_values("variant")):
+        row = diffs.loc[(variant, "mean")]
+        wins = diffs.loc[variant].drop(index="mean")
+        n_up = int((wins["diff"] > 0).sum())
+        lines.append(
+            f"- {variant}: {row['diff']:+.4f} ± {row['std']:.4f} ({row['verdict']}); higher mean at "
+            f"{n_up} of {len(wins)} lengths, clearly better at {int((wins['verdict'] == 'better').sum())}, "
+            f"clearly worse at {int((wins['verdict'] == 'worse').sum())}"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- ties
 
 
@@ -198,7 +306,8 @@ def tie_group_sizes(q_codes, db_codes, bits: int, chunk_size: int = 256) -> pd.D
     """How large the groups of equidistant database items are, per query, at ``bits`` bits.
 
     Uses the first ``bits`` bits of the codes. Per query (rows): ``nearest`` = items at the
-    smallest distance (the tie group at the top of the ranking), ``typical`` = the size of the
+    smallest distance (the tie group at the top of the ranking), ``nearest_distance`` (that
+    distance; a query retrieves nothing within radius r when it exceeds r), ``typical`` = the size of the
     tie group an average database item shares (sum over distances of n_d^2 / N), ``distinct`` =
     how many different distances occur (at most ``bits + 1``).
     """
@@ -218,6 +327,7 @@ def tie_group_sizes(q_codes, db_codes, bits: int, chunk_size: int = 256) -> pd.D
     return pd.DataFrame(
         {
             "nearest": hist[np.arange(len(hist)), first],
+            "nearest_distance": first,
             "typical": (hist.astype(float) ** 2).sum(axis=1) / db.shape[0],
             "distinct": (hist > 0).sum(axis=1),
         }
