@@ -105,12 +105,25 @@ def _pack_words(codes: np.ndarray, bits: int) -> np.ndarray:
     Queries and database are packed the same way, so popcount(q ^ x) is the Hamming
     distance (padding bits are 0 on both sides).
     """
-    dtype = _word_dtype(bits)
     packed = np.packbits(codes[:, :bits] > 0, axis=1)
-    width = -(-packed.shape[1] // dtype.itemsize) * dtype.itemsize
-    buf = np.zeros((codes.shape[0], width), np.uint8)
-    buf[:, : packed.shape[1]] = packed
-    return np.ascontiguousarray(buf.view(dtype).T)
+    return np.ascontiguousarray(_words_from_packed(packed, bits).T)
+
+
+def _words_from_packed(packed: np.ndarray, bits: int) -> np.ndarray:
+    """(N, W) words holding the first ``bits`` bits of ``np.packbits`` rows, zero padded.
+
+    A view (no copy) when ``bits`` fills whole words of the chosen width.
+    """
+    dtype = _word_dtype(bits)
+    n_bytes = -(-bits // 8)
+    width = -(-n_bytes // dtype.itemsize) * dtype.itemsize
+    if bits % (8 * dtype.itemsize) == 0 and packed.shape[1] >= width:
+        return packed[:, :width].view(dtype)
+    buf = np.zeros((packed.shape[0], width), np.uint8)
+    buf[:, :n_bytes] = packed[:, :n_bytes]
+    if bits % 8:
+        buf[:, n_bytes - 1] &= np.uint8((0xFF << (8 - bits % 8)) & 0xFF)
+    return buf.view(dtype)
 
 
 def _dist_dtype(bits: int) -> np.dtype:

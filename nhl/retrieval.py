@@ -1,0 +1,382 @@
+"""Hamming search over packed binary codes: exact k-NN, range search, nested funnel search.
+
+* :func:`pack_codes` / :func:`unpack_codes`: +-1 codes <-> ``np.packbits`` bytes (8 codes bits
+  per byte, first bit in the most significant position).
+* :class:`HammingIndex`: exact search with two interchangeable backends, ``"faiss"``
+  (``faiss.IndexBinaryFlat``) and ``"numpy"`` (XOR + popcount on machine words, then a counting
+  selection: distances are small integers). Both return identical distances *and* indices:
+  ties are broken by database index.
+* :func:`funnel_search`: coarse-to-fine search that exploits nested codes (METHOD.md section
+  1): the short prefix of every code is itself a code, so a short prefix shortlists
+  candidates cheaply, longer prefixes re-rank them, the last stage gives exact distances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import comb
+
+import numpy as np
+
+from .metrics import _distance_block, _pack_words, _words_from_packed
+from .validation import check_bit_list, check_choice, check_codes, check_positive_int
+
+BACKENDS: tuple[str, ...] = ("auto", "faiss", "numpy")
+_CHUNK_ELEMENTS = 1 << 19  # distances per block of queries in the numpy backend
+_FUNNEL_CHUNK = 256  # queries per block in funnel_search
+_DIRECT_TABLE_BITS = 20  # first funnel stage up to this length: a table of 2^bits buckets
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def pack_codes(codes) -> np.ndarray:
+    """+-1 (or 0/1) codes (N x L) -> ``uint8`` array (N x ceil(L/8)) of packed bits.
+
+    Bit ``j`` of a code is 1 where the code is +1; ``np.packbits`` order (first bit in the most
+    significant position), zero padded to whole bytes. This is faiss's binary format too.
+    """
+    return np.packbits(check_codes(codes, "codes") > 0, axis=1)
+
+
+def unpack_codes(packed, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: ``uint8`` rows -> +-1 ``int8`` codes (N x bits)."""
+    arr = np.asarray(packed)
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise ValueError(
+            f"packed must be a 2-D uint8 array from pack_codes, got {arr.dtype} of shape "
+            f"{arr.shape}"
+        )
+    bits = check_positive_int(bits, "bits")
+    if bits > 8 * arr.shape[1]:
+        raise ValueError(f"bits={bits} but packed rows hold only {8 * arr.shape[1]} bits")
+    unpacked = np.unpackbits(arr, axis=1, count=bits)
+    return (2 * unpacked.astype(np.int8) - 1).astype(np.int8)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss is a dependency, but may be missing
+        return None
+    return faiss
+
+
+# --------------------------------------------------------------------------- exact index
+
+
+class HammingIndex:
+    """Exact Hamming k-NN and range search over binary codes.
+
+    Args:
+        codes: database codes, +-1 or 0/1, shape (N, L).
+        backend: ``"faiss"`` (``faiss.IndexBinaryFlat``, needs L % 8 == 0), ``"numpy"`` (pure
+            numpy popcount) or ``"auto"`` (faiss when importable and L % 8 == 0, else numpy).
+
+    Attributes: ``ntotal`` (N), ``bits`` (L), ``backend`` (the one in use), ``packed`` (the
+    codes as ``uint8`` bytes, see :func:`pack_codes`). Results are the same for both backends:
+    sorted by distance, ties broken by database index.
+    """
+
+    def __init__(self, codes, backend: str = "auto"):
+        check_choice(backend, BACKENDS, "backend")
+        arr = check_codes(codes, "codes")
+        self.ntotal, self.bits = arr.shape
+        self.packed = np.packbits(arr > 0, axis=1)
+        faiss = _faiss()
+        if backend == "auto":
+            backend = "faiss" if faiss is not None and self.bits % 8 == 0 else "numpy"
+        if backend == "faiss":
+            if faiss is None:
+                raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu")
+            if self.bits % 8:
+                raise ValueError(
+                    f"backend='faiss' needs a multiple of 8 bits, got {self.bits}; "
+                    "use backend='numpy' or 'auto'"
+                )
+            self._faiss = faiss.IndexBinaryFlat(self.bits)
+            self._faiss.add(self.packed)
+        else:
+            self._words = np.ascontiguousarray(_words_from_packed(self.packed, self.bits).T)
+        self.backend = backend
+        self._funnel_cache: dict[tuple, object] = {}
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(ntotal={self.ntotal}, bits={self.bits}, backend={self.backend!r})"
+
+    def _queries(self, queries) -> np.ndarray:
+        q = check_codes(queries, "queries")
+        if q.shape[1] != self.bits:
+            raise ValueError(
+                f"queries have {q.shape[1]} bits but the index holds {self.bits}-bit codes; "
+                f"pass queries[:, :{self.bits}] for a prefix index"
+            )
+        return q
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest codes of each query: ``(distances int32, indices int64)``.
+
+        Both arrays have shape (N_q, min(k, ntotal)), sorted by distance, ties by index.
+        """
+        q = self._queries(queries)
+        k = min(check_positive_int(k, "k"), self.ntotal)
+        if self.backend == "faiss":
+            dist, idx = self._faiss.search(np.packbits(q > 0, axis=1), k)
+            order = np.lexsort((idx, dist), axis=-1)  # guarantee (distance, index) order
+            return (
+                np.take_along_axis(dist, order, axis=1).astype(np.int32),
+                np.take_along_axis(idx, order, axis=1).astype(np.int64),
+            )
+        return self._numpy_search(q, k)
+
+    def _numpy_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        out_d = np.empty((q.shape[0], k), np.int32)
+        out_i = np.empty((q.shape[0], k), np.int64)
+        q_words = _pack_words(q, self.bits)
+        step = max(1, _CHUNK_ELEMENTS // self.ntotal)
+        for start in range(0, q.shape[0], step):
+            dist = _distance_block(q_words[:, start : start + step], self._words, self.bits)
+            for i, d in enumerate(dist, start):
+                idx = _smallest(d, k)
+                out_i[i] = idx
+                out_d[i] = d[idx]
+        return out_d, out_i
+
+    def range_search(
+        self, queries, radius: int, return_distances: bool = False
+    ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+        """All codes within Hamming distance ``radius`` (inclusive) of each query.
+
+        Returns a list with one ``int64`` index array per query, sorted by distance then
+        index; with ``return_distances=True``, ``(distances, indices)`` lists of arrays.
+        """
+        q = self._queries(queries)
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+        dists, idxs = [], []
+        if self.backend == "faiss":
+            # faiss returns distances strictly below its radius, in no particular order
+            lims, dist, idx = self._faiss.range_search(np.packbits(q > 0, axis=1), int(radius) + 1)
+            for a, b in zip(lims[:-1], lims[1:]):
+                order = np.lexsort((idx[a:b], dist[a:b]))
+                dists.append(dist[a:b][order].astype(np.int32))
+                idxs.append(idx[a:b][order].astype(np.int64))
+        else:
+            q_words = _pack_words(q, self.bits)
+            step = max(1, _CHUNK_ELEMENTS // self.ntotal)
+            for start in range(0, q.shape[0], step):
+                dist = _distance_block(q_words[:, start : start + step], self._words, self.bits)
+                for d in dist:
+                    near = np.flatnonzero(d <= radius)
+                    near = near[np.argsort(d[near], kind="stable")]
+                    dists.append(d[near].astype(np.int32))
+                    idxs.append(near.astype(np.int64))
+        return (dists, idxs) if return_distances else idxs
+
+
+def _smallest(d: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest of the small integers ``d``, ties by index, sorted.
+
+    Counting finds the k-th smallest value; a stable radix sort orders what lies within it.
+    """
+    limit = np.searchsorted(np.cumsum(np.bincount(d)), k)
+    near = np.flatnonzero(d <= limit)
+    return near[np.argsort(d[near], kind="stable")[:k]]
+
+
+# --------------------------------------------------------------------------- funnel search
+
+
+def default_shortlist(k: int, stages: Sequence[int], ntotal: int) -> tuple[int, ...]:
+    """Default shortlist sizes for :func:`funnel_search`: wide at the first stage (about
+    ``50 k`` and at least 2% of the database), then shrinking fourfold per stage, never below
+    ``4 k``."""
+    sizes, size = [], max(50 * k, ntotal // 50)
+    for _ in stages[:-1]:
+        sizes.append(min(max(size, 4 * k), ntotal))
+        size //= 4
+    return tuple(sizes)
+
+
+def funnel_search(
+    index: HammingIndex,
+    queries,
+    k: int,
+    stages: Sequence[int] = (16, 64, 128),
+    shortlist: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nested coarse-to-fine k-NN: short prefixes shortlist, longer prefixes re-rank.
+
+    Stage 1 ranks the database by the Hamming distance of the first ``stages[0]`` bits and
+    keeps ``shortlist[0]`` candidates. For short first stages (up to 20 bits) it never touches
+    single items: the database is grouped by prefix value, and the buckets are visited in
+    increasing distance from the query's prefix (enumerating flip masks by popcount) until the
+    shortlist is full. Each later stage re-ranks the survivors by a longer prefix and keeps
+    ``shortlist[j]`` of them; the last stage (``stages[-1]`` bits) returns the ``k`` best with
+    exact distances at that length, ties broken by database index.
+
+    Args:
+        index: a :class:`HammingIndex` over the longest codes (any backend).
+        queries: query codes with ``index.bits`` bits (only the first ``stages[-1]`` are used).
+        k: neighbours per query.
+        stages: increasing prefix lengths, the last at most ``index.bits``.
+        shortlist: candidates kept after each stage but the last (``len(stages) - 1`` sizes,
+            each >= k); default :func:`default_shortlist`. A shortlist covering the database
+            makes the search exact.
+
+    Returns ``(distances int32, indices int64)`` of shape (N_q, min(k, ntotal)), like
+    :meth:`HammingIndex.search`. Recall depends on how much of the code's structure its
+    prefixes carry: measure it (``benchmarks/bench_funnel.py``) before relying on it.
+    """
+    if not isinstance(index, HammingIndex):
+        raise TypeError(f"index must be a HammingIndex, got {type(index).__name__}")
+    q = index._queries(queries)
+    k = min(check_positive_int(k, "k"), index.ntotal)
+    stages = check_bit_list(stages, "stages")
+    if stages[-1] > index.bits:
+        raise ValueError(
+            f"stages end at {stages[-1]} bits but the index holds {index.bits}-bit codes"
+        )
+    if shortlist is None:
+        shortlist = default_shortlist(k, stages, index.ntotal)
+    shortlist = tuple(check_positive_int(s, "shortlist") for s in shortlist)
+    if len(shortlist) != len(stages) - 1:
+        raise ValueError(
+            f"shortlist needs one size per stage but the last: {len(stages) - 1} values for "
+            f"stages {stages}, got {len(shortlist)}"
+        )
+    if any(s < k for s in shortlist):
+        raise ValueError(f"shortlist sizes must be >= k={k}, got {shortlist}")
+    sizes = list(shortlist) + [k]
+    for j in range(len(sizes)):  # a stage can keep at most what the previous one passed on
+        sizes[j] = min(sizes[j], index.ntotal, *sizes[:j])
+
+    q_packed = np.packbits(q > 0, axis=1)
+    out_d = np.empty((q.shape[0], k), np.int32)
+    out_i = np.empty((q.shape[0], k), np.int64)
+    for start in range(0, q.shape[0], _FUNNEL_CHUNK):
+        qp = q_packed[start : start + _FUNNEL_CHUNK]
+        items = _first_stage(index, qp, stages[0], sizes[0])  # (rows, sizes[0]), visit order
+        for j, bits in enumerate(stages):
+            if j == 0 and len(stages) > 1:
+                continue  # the first stage has already ranked and cut
+            dist = _row_distances(index, qp, items, bits)
+            if j == len(stages) - 1:  # the answer: order by (distance, database index)
+                by_index = np.argsort(items, axis=1)
+                items = np.take_along_axis(items, by_index, axis=1)
+                dist = np.take_along_axis(dist, by_index, axis=1)
+            best = np.argsort(dist, axis=1, kind="stable")[:, : sizes[j]]
+            items = np.take_along_axis(items, best, axis=1)
+            dist = np.take_along_axis(dist, best, axis=1)
+        out_d[start : start + qp.shape[0]] = dist
+        out_i[start : start + qp.shape[0]] = items
+    return out_d, out_i
+
+
+def _prefix_words(index: HammingIndex, bits: int) -> np.ndarray:
+    """(N, W) words of the first ``bits`` bits of every database code (cached)."""
+    key = ("words", bits)
+    if key not in index._funnel_cache:
+        index._funnel_cache[key] = np.ascontiguousarray(_words_from_packed(index.packed, bits))
+    return index._funnel_cache[key]
+
+
+def _row_distances(index, q_packed, items, bits) -> np.ndarray:
+    """(rows, S) distances at ``bits`` bits between query ``r`` and the items ``items[r]``."""
+    db = _prefix_words(index, bits)
+    qw = _words_from_packed(q_packed, bits)
+    dist = np.bitwise_count(db[items, 0] ^ qw[:, :1])
+    for w in range(1, db.shape[1]):
+        dist += np.bitwise_count(db[items, w] ^ qw[:, w : w + 1])
+    return dist
+
+
+def _first_stage(index, q_packed, bits, size):
+    """(rows, size) candidate items per query, by distance on the first ``bits`` bits."""
+    if bits > _DIRECT_TABLE_BITS:
+        return _first_stage_scan(index, q_packed, bits, size)
+    table = _bucket_table(index, bits)
+    masks, ends = _flip_masks(bits)
+    qv = _prefix_values(q_packed, bits)
+    n_rows = qv.size
+    # Visit buckets shell by shell (Hamming radius 0, 1, ...) around each query's prefix until
+    # its shortlist is full; a row stops at its own radius.
+    found = np.zeros(n_rows, np.int64)
+    pair_rows, pair_values = [], []
+    active = np.arange(n_rows)
+    for radius in range(bits + 1):
+        shell = masks[ends[radius] : ends[radius + 1]]
+        values = qv[active, None] ^ shell[None, :]
+        sizes = table.sizes[values]
+        cum = found[active, None] + np.cumsum(sizes, axis=1, dtype=np.int64)
+        # non-empty buckets up to (and including) the one that fills the shortlist
+        r, col = np.nonzero((cum - sizes < size) & (sizes > 0))
+        pair_rows.append(active[r].astype(np.int32))
+        pair_values.append(values[r, col])
+        found[active] = cum[:, -1]
+        active = active[found[active] < size]
+        if active.size == 0:
+            break
+    rows = np.concatenate(pair_rows)
+    order = np.argsort(rows, kind="stable")  # group by row, keep the visiting order
+    rows, values = rows[order], np.concatenate(pair_values)[order]
+    lens = table.sizes[values]
+    # items of each row's buckets before this one; take what still fits in the shortlist
+    row_start = np.cumsum(lens) - lens
+    first_pair = np.searchsorted(rows, np.arange(n_rows))
+    before = row_start - row_start[first_pair][rows]
+    take = np.clip(size - before, 0, lens)
+    offsets = np.cumsum(take) - take
+    pos = np.arange(n_rows * size) + np.repeat(table.starts[values] - offsets, take)
+    return table.items[pos].reshape(n_rows, size)
+
+
+def _first_stage_scan(index, q_packed, bits, size):
+    """First stage without buckets: distances of every item's prefix, best ``size`` kept."""
+    db = np.ascontiguousarray(_prefix_words(index, bits).T)
+    qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
+    step = max(1, _CHUNK_ELEMENTS // index.ntotal)
+    items = np.empty((q_packed.shape[0], size), np.int64)
+    for start in range(0, q_packed.shape[0], step):
+        dist = _distance_block(qw[:, start : start + step], db, bits)
+        for i, d in enumerate(dist, start):
+            items[i] = _smallest(d, size)
+    return items
+
+
+class _BucketTable:
+    """Database items grouped by the integer value of their first ``bits`` bits."""
+
+    def __init__(self, values: np.ndarray, bits: int):
+        self.sizes = np.bincount(values, minlength=1 << bits).astype(np.int32)
+        self.starts = np.cumsum(self.sizes) - self.sizes
+        self.items = np.argsort(values, kind="stable").astype(np.int64)  # by bucket, then index
+
+
+def _bucket_table(index: HammingIndex, bits: int) -> _BucketTable:
+    key = ("buckets", bits)
+    if key not in index._funnel_cache:
+        index._funnel_cache[key] = _BucketTable(_prefix_values(index.packed, bits), bits)
+    return index._funnel_cache[key]
+
+
+def _prefix_values(packed: np.ndarray, bits: int) -> np.ndarray:
+    """Integer value of the first ``bits`` (<= 24) bits of each packed row."""
+    n_bytes = -(-bits // 8)
+    value = np.zeros(packed.shape[0], np.int64)
+    for j in range(n_bytes):
+        value = (value << 8) | packed[:, j]
+    return value >> (8 * n_bytes - bits)
+
+
+_MASKS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _flip_masks(bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """All ``bits``-bit masks sorted by popcount, and where each popcount starts/ends."""
+    if bits not in _MASKS:
+        masks = np.arange(1 << bits, dtype=np.int64)
+        order = np.argsort(np.bitwise_count(masks), kind="stable")
+        ends = np.cumsum([0] + [comb(bits, r) for r in range(bits + 1)])
+        _MASKS[bits] = (masks[order], ends)
+    return _MASKS[bits]

@@ -1,0 +1,193 @@
+"""Tests for nhl.retrieval: packing, exact search (both backends), range search, funnel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nhl.metrics import hamming_distances
+from nhl.retrieval import (
+    BACKENDS,
+    HammingIndex,
+    default_shortlist,
+    funnel_search,
+    pack_codes,
+    unpack_codes,
+)
+
+BACKEND_PAIRS = ["numpy", "faiss"]
+
+
+def brute_knn(q, db, k):
+    dist = hamming_distances(q, db).astype(np.int64)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, axis=1), order
+
+
+def tied_codes(rng, n_db, n_q, bits):
+    """Random codes with many exact duplicates, so that distances tie heavily."""
+    base = rng.choice(np.array([-1, 1], np.int8), size=(max(2, n_db // 4), bits))
+    db = base[rng.integers(0, len(base), n_db)]
+    q = base[rng.integers(0, len(base), n_q)].copy()
+    q[: n_q // 2, 0] *= -1
+    return q, db
+
+
+def test_pack_and_unpack_round_trip():
+    codes = np.array([[1, -1, -1, 1, 1, 1, -1, -1, 1, -1]], np.int8)
+    packed = pack_codes(codes)
+    assert packed.dtype == np.uint8 and packed.shape == (1, 2)
+    assert packed.tolist() == [[0b10011100, 0b10000000]]
+    np.testing.assert_array_equal(unpack_codes(packed, 10), codes)
+    np.testing.assert_array_equal(pack_codes((codes + 1) // 2), packed)  # 0/1 codes too
+    with pytest.raises(ValueError, match="uint8"):
+        unpack_codes(packed.astype(np.int16), 10)
+    with pytest.raises(ValueError, match="only 16 bits"):
+        unpack_codes(packed, 17)
+
+
+@pytest.mark.parametrize("backend", BACKEND_PAIRS)
+@pytest.mark.parametrize("bits", [8, 16, 24, 128])
+def test_search_equals_brute_force_with_ties(backend, bits):
+    rng = np.random.default_rng(bits)
+    q, db = tied_codes(rng, 300, 25, bits)
+    index = HammingIndex(db, backend=backend)
+    assert (index.ntotal, index.bits, index.backend) == (300, bits, backend)
+    for k in (1, 5, 80, 300, 1000):
+        dist, idx = index.search(q, k)
+        expected_d, expected_i = brute_knn(q, db, k)
+        assert dist.dtype == np.int32 and idx.dtype == np.int64
+        np.testing.assert_array_equal(dist, expected_d)
+        np.testing.assert_array_equal(idx, expected_i)
+
+
+@pytest.mark.parametrize("bits", [5, 13, 70])
+def test_numpy_backend_any_length_and_auto_fallback(bits):
+    rng = np.random.default_rng(1)
+    q, db = tied_codes(rng, 120, 9, bits)
+    index = HammingIndex(db)  # auto: faiss needs whole bytes, so numpy here
+    assert index.backend == "numpy"
+    dist, idx = index.search(q, 17)
+    expected_d, expected_i = brute_knn(q, db, 17)
+    np.testing.assert_array_equal(dist, expected_d)
+    np.testing.assert_array_equal(idx, expected_i)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    bits=st.sampled_from([8, 16, 32, 64]),
+    k=st.integers(1, 60),
+)
+def test_backends_identical(seed, bits, k):
+    rng = np.random.default_rng(seed)
+    q, db = tied_codes(rng, int(rng.integers(1, 60)), 6, bits)
+    a = HammingIndex(db, backend="faiss").search(q, k)
+    b = HammingIndex(db, backend="numpy").search(q, k)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("backend", BACKEND_PAIRS)
+def test_range_search(backend):
+    rng = np.random.default_rng(2)
+    q, db = tied_codes(rng, 200, 12, 16)
+    index = HammingIndex(db, backend=backend)
+    dist = hamming_distances(q, db)
+    for radius in (0, 2, 16):
+        idxs = index.range_search(q, radius)
+        ds, idxs2 = index.range_search(q, radius, return_distances=True)
+        assert len(idxs) == len(q)
+        for i in range(len(q)):
+            inside = np.flatnonzero(dist[i] <= radius)
+            expected = inside[np.argsort(dist[i][inside], kind="stable")]
+            np.testing.assert_array_equal(idxs[i], expected)
+            np.testing.assert_array_equal(idxs2[i], expected)
+            np.testing.assert_array_equal(ds[i], dist[i][expected])
+
+
+def test_worked_example_and_torch_input():
+    db = np.array([[1, 1, 1, 1, 1, 1, 1, 1], [-1] * 8, [1, 1, 1, 1, 1, 1, 1, -1]], np.int8)
+    q = torch.tensor([[1.0] * 8])
+    for backend in BACKEND_PAIRS:
+        dist, idx = HammingIndex(db, backend=backend).search(q, 3)
+        assert dist.tolist() == [[0, 1, 8]] and idx.tolist() == [[0, 2, 1]]
+
+
+@pytest.mark.parametrize(
+    "stages", [(16, 64, 128), (8, 128), (4, 32, 128), (24, 128), (128,), (16, 64)]
+)
+def test_funnel_exact_when_shortlist_covers_database(stages):
+    rng = np.random.default_rng(3)
+    q, db = tied_codes(rng, 400, 20, 128)
+    index = HammingIndex(db)
+    dist, idx = funnel_search(index, q, 30, stages=stages, shortlist=[400] * (len(stages) - 1))
+    expected_d, expected_i = brute_knn(q[:, : stages[-1]], db[:, : stages[-1]], 30)
+    np.testing.assert_array_equal(dist, expected_d)
+    np.testing.assert_array_equal(idx, expected_i)
+
+
+def test_funnel_returns_exact_distances_of_its_candidates():
+    rng = np.random.default_rng(4)
+    q = rng.choice(np.array([-1, 1], np.int8), size=(15, 64))
+    db = rng.choice(np.array([-1, 1], np.int8), size=(2000, 64))
+    index = HammingIndex(db, backend="numpy")
+    dist, idx = funnel_search(index, q, 10, stages=(8, 32, 64), shortlist=(300, 50))
+    assert dist.shape == idx.shape == (15, 10)
+    full = hamming_distances(q, db)
+    np.testing.assert_array_equal(dist, np.take_along_axis(full, idx, axis=1))
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    assert all(len(set(row)) == 10 for row in idx.tolist())
+
+
+def test_funnel_finds_planted_neighbours():
+    # clustered codes whose prefixes are informative: the funnel must find the close ones
+    rng = np.random.default_rng(5)
+    centres = rng.choice(np.array([-1, 1], np.int8), size=(20, 128))
+    db = centres[rng.integers(0, 20, 3000)]
+    db = db * np.where(rng.random(db.shape) < 0.05, -1, 1).astype(np.int8)
+    q = db[:25] * np.where(rng.random((25, 128)) < 0.02, -1, 1).astype(np.int8)
+    index = HammingIndex(db)
+    _, exact = index.search(q, 10)
+    _, approx = funnel_search(index, q, 10, stages=(16, 64, 128), shortlist=(600, 100))
+    recall = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(approx, exact)])
+    assert recall >= 0.9
+
+
+def test_default_shortlist():
+    assert default_shortlist(100, (16, 64, 128), 69_000) == (5000, 1250)
+    assert default_shortlist(10, (16, 128), 100) == (100,)
+    assert default_shortlist(100, (16, 32, 64, 128), 2_000_000) == (40000, 10000, 2500)
+
+
+def test_validation_errors():
+    db = np.ones((10, 16), np.int8)
+    with pytest.raises(ValueError, match="auto, faiss, numpy"):
+        HammingIndex(db, backend="gpu")
+    assert BACKENDS == ("auto", "faiss", "numpy")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        HammingIndex(np.ones((4, 12)), backend="faiss")
+    with pytest.raises(ValueError, match="binar"):
+        HammingIndex(np.full((3, 8), 0.5))
+    with pytest.raises(ValueError, match="empty"):
+        HammingIndex(np.ones((0, 8)))
+    index = HammingIndex(db)
+    with pytest.raises(ValueError, match="16-bit"):
+        index.search(np.ones((2, 8)), 3)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search(np.ones((2, 16)), 0)
+    with pytest.raises(ValueError, match="radius"):
+        index.range_search(np.ones((2, 16)), -1)
+    with pytest.raises(ValueError, match="at most|holds 16-bit"):
+        funnel_search(index, np.ones((2, 16)), 3, stages=(8, 32))
+    with pytest.raises(ValueError, match="one size per stage"):
+        funnel_search(index, np.ones((2, 16)), 3, stages=(8, 16), shortlist=(5, 4))
+    with pytest.raises(ValueError, match=">= k"):
+        funnel_search(index, np.ones((2, 16)), 3, stages=(8, 16), shortlist=(2,))
+    with pytest.raises(ValueError, match="increasing"):
+        funnel_search(index, np.ones((2, 16)), 3, stages=(16, 8), shortlist=(5,))
+    with pytest.raises(TypeError, match="HammingIndex"):
+        funnel_search(db, np.ones((2, 16)), 3)
