@@ -1,0 +1,259 @@
+"""Plots of per-length gradient conflicts and of the dominance-aware weighting (METHOD.md 3).
+
+Inputs come from :mod:`nhl.diagnostics` (recorder frames, per-length gradients) and from run
+histories (:attr:`nhl.experiments.RunResult.history`). Every function returns its figure or
+axes and labels what it draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from ..diagnostics import dominance_margins, pair_columns, project_pair
+from ..weighting import dominance_alphas, weights_from_alphas
+
+CMAP = "RdBu"  # red = opposing gradients (negative cosine), blue = agreeing
+
+
+def cosine_heatmaps(
+    matrices: np.ndarray,
+    bit_list: Sequence[int],
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    annotate: bool = True,
+    label: str = "cosine",
+) -> plt.Figure:
+    """A row (or grid) of K x K cosine heatmaps, one per matrix, sharing one colour bar."""
+    mats = np.asarray(matrices, dtype=float)
+    if mats.ndim == 2:
+        mats = mats[None]
+    n, K = mats.shape[0], len(bit_list)
+    if mats.shape[1:] != (K, K):
+        raise ValueError(f"matrices must be (n, {K}, {K}) for bit_list {tuple(bit_list)}, got {mats.shape}")
+    ncols = ncols or min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.6 * ncols + 0.8, 2.5 * nrows), squeeze=False, constrained_layout=True
+    )
+    ticks = [str(b) for b in bit_list]
+    im = None
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.set_visible(False)
+            continue
+        im = ax.imshow(mats[k], cmap=CMAP, vmin=-1, vmax=1)
+        ax.set_xticks(range(K), ticks)
+        ax.set_yticks(range(K), ticks)
+        ax.set_xlabel("bits")
+        ax.set_ylabel("bits")
+        ax.grid(False)
+        if titles is not None:
+            ax.set_title(titles[k])
+        if annotate:
+            for i in range(K):
+                for j in range(K):
+                    if i != j:
+                        ax.text(j, i, f"{mats[k, i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+    return fig
+
+
+def cosine_lines(
+    frame: pd.DataFrame,
+    ref: int | None = None,
+    prefix: str = "cos",
+    x: str = "iteration",
+    smooth: int = 1,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """``cos(ref-bit, j-bit)`` over training for every other length ``j`` (default ref: shortest).
+
+    ``smooth`` > 1 draws a centred rolling mean over that many recorded steps.
+    """
+    cols = pair_columns(frame, prefix)
+    ref = ref if ref is not None else min(a for a, _, _ in cols)
+    ax = ax or plt.subplots()[1]
+    for a, b, col in cols:
+        if ref not in (a, b):
+            continue
+        other = b if a == ref else a
+        y = frame[col].rolling(smooth, center=True, min_periods=1).mean() if smooth > 1 else frame[col]
+        ax.plot(frame[x], y, label=f"{ref} vs {other} bits", lw=1.2)
+    ax.axhline(0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("training step" if x == "iteration" else x)
+    ax.set_ylabel("cosine on shared rows" if prefix == "cos" else "cosine")
+    where = "hash layer W" if prefix == "cos" else "backbone"
+    ax.set_title(f"Gradient cosine of the {ref}-bit objective with longer codes ({where})")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
+def conflict_picture(
+    g_i: torch.Tensor | np.ndarray,
+    g_j: torch.Tensor | np.ndarray,
+    tau: float,
+    alpha: float | None = None,
+    names: tuple[str, str] = ("g_i", "g_j"),
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Two gradients in the plane they span, their sum, and the sum after the dominance rule.
+
+    ``g_i`` points along x. The rule accepts a scaled ``alpha g_j`` only if its component along
+    ``g_i`` is at least ``-tau / ||g_i||`` (i.e. ``alpha <g_i, g_j> >= -tau``): the dotted line,
+    with the forbidden half-plane shaded. ``alpha=None`` applies the pairwise rule
+    ``alpha = tau / (-c)`` when ``-c > tau`` (METHOD.md section 3 step 4).
+    """
+    p = project_pair(g_i, g_j)
+    pi, pj = p
+    ni = pi[0]
+    c = ni * pj[0]  # <g_i, g_j>
+    if alpha is None:
+        alpha = tau / -c if (c < 0 and -c > tau) else 1.0
+    ax = ax or plt.subplots(figsize=(5.5, 5))[1]
+    vecs = [
+        (pi, names[0], "C0"),
+        (pj, names[1], "C3"),
+        (pi + pj, f"{names[0]} + {names[1]}", "0.4"),
+        (pi + alpha * pj, f"{names[0]} + {alpha:.2f} {names[1]}", "C2"),
+    ]
+    pts = np.vstack([np.zeros(2)] + [v for v, _, _ in vecs])
+    span = np.abs(pts).max() * 1.15
+    line = -tau / ni
+    ax.axvspan(-span, line, color="C3", alpha=0.08, label="forbidden for the scaled long gradient")
+    ax.axvline(line, color="C3", ls=":", lw=1.2, label=rf"$-\tau/\|{names[0]}\|$")
+    if alpha < 1:
+        ax.annotate("", xy=alpha * pj, xytext=pj,
+                    arrowprops=dict(arrowstyle="->", color="C2", ls="--", lw=1))
+        ax.quiver(0, 0, *(alpha * pj), angles="xy", scale_units="xy", scale=1, color="C2",
+                  alpha=0.5, width=0.006)
+    for v, name, color in vecs:
+        ax.quiver(0, 0, *v, angles="xy", scale_units="xy", scale=1, color=color, width=0.012,
+                  label=name)
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span * 0.35, span)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"along {names[0]}")
+    ax.set_ylabel(f"orthogonal part of {names[1]}")
+    cos = c / (ni * np.linalg.norm(pj)) if np.linalg.norm(pj) > 0 else float("nan")
+    ax.set_title(f"cos = {cos:.2f}, alpha = {alpha:.2f}")
+    ax.legend(fontsize=7, loc="upper left")
+    return ax
+
+
+def weights_over_training(history: pd.DataFrame, rate: bool = True, ax: plt.Axes | None = None) -> plt.Axes:
+    """Mean weight per length and epoch from a run history; optionally the anti-domination rate.
+
+    ``history`` is :attr:`RunResult.history` (columns epoch, bits, weight, anti_domination).
+    """
+    missing = {"epoch", "bits", "weight"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history lacks columns {sorted(missing)}; pass RunResult.history")
+    ax = ax or plt.subplots()[1]
+    wide = history.pivot_table(index="epoch", columns="bits", values="weight")
+    for b in wide.columns:
+        ax.plot(wide.index, wide[b], marker="o", ms=3, label=f"{b} bits")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean weight $w_k$ (sum = K)")
+    ax.set_title("Dominance-aware weights over training")
+    handles, labels = ax.get_legend_handles_labels()
+    if rate and "anti_domination" in history:
+        r = history.groupby("epoch")["anti_domination"].first()
+        ax2 = ax.twinx()
+        ax2.plot(r.index, r.to_numpy(), color="k", ls=":", lw=1.5, label="anti-domination rate")
+        ax2.set_ylabel("fraction of steps with some alpha < 1")
+        ax2.set_ylim(0, 1.05)
+        ax2.grid(False)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, fontsize=8, ncol=2)
+    return ax
+
+
+def map_bars(maps: Mapping[str, Mapping[int, float]], ax: plt.Axes | None = None,
+             errors: Mapping[str, Mapping[int, float]] | None = None) -> plt.Axes:
+    """Grouped bar chart: mAP per code length, one bar per named variant (optional error bars)."""
+    names = list(maps)
+    if not names:
+        raise ValueError("maps is empty; pass {variant name: {bits: mAP}}")
+    bits = sorted({int(b) for m in maps.values() for b in m})
+    ax = ax or plt.subplots()[1]
+    width = 0.8 / len(names)
+    x = np.arange(len(bits))
+    for k, name in enumerate(names):
+        vals = [maps[name].get(b, np.nan) for b in bits]
+        err = [errors[name].get(b, 0.0) for b in bits] if errors else None
+        ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, yerr=err, capsize=3, label=name)
+    ax.set_xticks(x, [str(b) for b in bits])
+    ax.set_xlabel("code length (bits)")
+    ax.set_ylabel("mAP@ALL")
+    ax.set_title("mAP per code length")
+    lo = np.nanmin([v for m in maps.values() for v in m.values()])
+    ax.set_ylim(max(0.0, lo - 0.1), None)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def beta_redraw(
+    grads: torch.Tensor, bit_list: Sequence[int], beta: float, norm: str = "own",
+    fig: plt.Figure | None = None,
+) -> plt.Figure:
+    """What the dominance rule does to one batch's gradients at a given ``beta`` (3 panels).
+
+    Left: the alphas. Middle: each short code's margin
+    ``<g_i, g_i + sum_j alpha_ij g_j> / ||g_i||^2`` before and after the rule, against the
+    guaranteed floor ``1 - beta``. Right: the weights (uniform = 1). For an ipywidgets slider.
+    """
+    bits = tuple(bit_list)
+    K = len(bits)
+    g = torch.as_tensor(grads).double()
+    alphas = dominance_alphas(g, bits, beta=beta, norm=norm)
+    w = weights_from_alphas(alphas).numpy()
+    before = dominance_margins(g, bits).numpy()
+    after = dominance_margins(g, bits, alphas).numpy()
+    if fig is None:
+        fig = plt.figure(figsize=(12, 3.6), constrained_layout=True)
+    else:
+        fig.clear()
+    a1, a2, a3 = fig.subplots(1, 3)
+    a = np.where(np.triu(np.ones((K, K), bool), 1), alphas.numpy(), np.nan)
+    im = a1.imshow(a, cmap="viridis", vmin=0, vmax=1)
+    a1.set_xticks(range(K), [str(b) for b in bits])
+    a1.set_yticks(range(K), [str(b) for b in bits])
+    a1.set_xlabel("longer code j (bits)")
+    a1.set_ylabel("shorter code i (bits)")
+    a1.set_title(rf"$\alpha_{{ij}}$ at $\beta$ = {beta:.2f}")
+    a1.grid(False)
+    for i in range(K):
+        for j in range(i + 1, K):
+            a1.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="w" if a[i, j] < 0.5 else "k")
+    fig.colorbar(im, ax=a1, shrink=0.8)
+    x = np.arange(K - 1)
+    a2.bar(x - 0.2, before[:-1], 0.4, label="unadjusted", color="0.6")
+    a2.bar(x + 0.2, after[:-1], 0.4, label="after the rule", color="C2")
+    a2.axhline(1 - beta, color="C3", ls="--", label=r"floor $1-\beta$")
+    a2.axhline(0, color="k", lw=0.8)
+    a2.set_xticks(x, [str(b) for b in bits[:-1]])
+    a2.set_xlabel("shorter code i (bits)")
+    a2.set_ylabel(r"$\langle g_i, g_i + \sum_j \alpha_{ij} g_j\rangle / \|g_i\|^2$")
+    a2.set_title("Does the short code still descend?")
+    lo = min(before.min(), after.min(), 1 - beta, 0.0)
+    hi = max(before.max(), after.max(), 1.0)
+    a2.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+    a2.legend(fontsize=7)
+    xb = np.arange(K)
+    a3.bar(xb, w, color="C0", label="dominance-aware")
+    a3.axhline(1.0, color="k", ls="--", lw=0.8, label="uniform")
+    a3.set_xticks(xb, [str(b) for b in bits])
+    a3.set_xlabel("code length (bits)")
+    a3.set_ylabel("weight $w_k$ (sum = K)")
+    a3.set_ylim(0, max(2.0, float(w.max()) * 1.1))
+    a3.set_title("Weights for this batch")
+    a3.legend(fontsize=7)
+    return fig

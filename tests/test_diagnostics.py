@@ -1,0 +1,230 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from nhl import NestedObjective
+from nhl.diagnostics import (
+    GradientRecorder,
+    backbone_gradients,
+    conflict_rates,
+    dominance_margins,
+    flat_cosines,
+    last_linear,
+    layer_gradients,
+    overlap_pair,
+    project_pair,
+    to_matrices,
+    weighting_steps,
+)
+from nhl.distill import cascade_loss
+from nhl.models import HashModel
+from nhl.objective import ObjectiveOutput
+from nhl.weighting import dominance_alphas, dominance_aware_weights
+
+BITS = (2, 4, 8)
+
+
+class Backbone(nn.Module):
+    """Linear -> BatchNorm -> ReLU -> Linear: two linear layers, a buffer to protect."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 6))
+        self.out_features = 6
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Target(nn.Module):
+    """(tanh u - t)^2 with a per-length target; the long codes' targets oppose the short one's."""
+
+    def __init__(self, target, scale):
+        super().__init__()
+        self.register_buffer("target", target)
+        self.scale = scale
+
+    def forward(self, u, y, idx):
+        return self.scale * (torch.tanh(u) - self.target).pow(2).mean()
+
+
+def _tiny(distill=0.5):
+    torch.manual_seed(0)
+    model = HashModel(Backbone(), BITS)
+    with torch.no_grad():
+        model.hash_layer.weight.normal_(0, 0.5)
+    losses = [Target(torch.ones(b) * (-1) ** k, 3.0**k) for k, b in enumerate(BITS)]
+    obj = NestedObjective(model.hash_layer, losses, weighting="uniform", distill=distill)
+    x, y, idx = torch.randn(6, 5), torch.zeros(6, 2), torch.arange(6)
+    return model, obj, x, y, idx
+
+
+def _manual(model, obj, x, y, idx, weight, detach_features):
+    """Reference: backpropagate each length's objective separately and read weight.grad."""
+    out = []
+    for k in range(len(BITS)):
+        model.zero_grad()
+        z = model.features(x)
+        outs = model.hash_layer(z.detach() if detach_features else z)
+        term = obj.losses[k](outs[k], y, idx) + obj.distill * cascade_loss(outs)[k]
+        term.backward()
+        out.append(weight.grad.clone())
+    return torch.stack(out)
+
+
+def test_layer_gradients_equal_manual_autograd_of_each_objective():
+    model, obj, x, y, idx = _tiny()
+    g = layer_gradients(model, obj, x, y, idx)
+    assert g.shape == (3, 8, 6)
+    expected = _manual(model, obj, x, y, idx, model.hash_layer.weight, detach_features=True)
+    assert torch.allclose(g, expected, atol=1e-6)
+    assert torch.all(g[0, 2:] == 0) and torch.all(g[1, 4:] == 0)  # rows beyond L_k are zero
+    # the weights the objective would compute from these gradients agree with nhl.weighting
+    obj.weighting = "dominance"
+    out = obj(model.features(x).detach(), y, idx)
+    assert torch.allclose(out.weights, dominance_aware_weights(g, BITS), atol=1e-6)
+
+
+def test_backbone_gradients_shape_cosines_and_no_side_effects():
+    model, obj, x, y, idx = _tiny()
+    assert last_linear(model.backbone) is model.backbone.net[3]
+    stats = model.backbone.net[1].running_mean.clone()
+    g, cos = backbone_gradients(model, obj, x, y, idx)
+    assert g.shape == (3, 6, 7) and cos.shape == (3, 3)
+    assert torch.equal(model.backbone.net[1].running_mean, stats)  # buffers restored
+    expected = _manual(model, obj, x, y, idx, model.backbone.net[3].weight, detach_features=False)
+    assert torch.allclose(g, expected, atol=1e-6)
+    assert torch.allclose(cos, flat_cosines(expected), atol=1e-6)
+    assert torch.allclose(torch.diagonal(cos), torch.ones(3))
+    g0, _ = backbone_gradients(model, obj, x, y, idx, layer=model.backbone.net[0])
+    assert g0.shape == (3, 7, 5)
+    with pytest.raises(ValueError, match="layer="):
+        last_linear(nn.Sequential(nn.ReLU()))
+
+
+def test_flat_cosines_by_hand():
+    g = torch.tensor([[[1.0, 0.0]], [[0.0, 2.0]], [[-3.0, 0.0]]])
+    cos = flat_cosines(g)
+    assert torch.allclose(cos, torch.tensor([[1.0, 0, -1], [0, 1, 0], [-1, 0, 1]]))
+
+
+def test_weighting_steps_reproduce_the_package_weights_and_hand_values():
+    g = torch.zeros(3, 8, 1, dtype=torch.float64)
+    g[0, :2, 0] = torch.tensor([1.0, 0.0])
+    g[1, :4, 0] = torch.tensor([-3.0, 0.0, 0.0, 0.0])
+    s = weighting_steps(g, BITS)
+    assert s.c.loc[2, 4] == -3 and s.tau.loc[2] == pytest.approx(0.5)
+    assert bool(s.conflict.loc[2, 4]) and not s.conflict.loc[2, 8]
+    assert s.alpha_uncapped.loc[2, 8] == 1.0 and s.alpha.loc[2, 8] == pytest.approx(0.5 / 3)
+    assert torch.allclose(s.tensor(), dominance_aware_weights(g, BITS))
+    torch.manual_seed(1)
+    for norm in ("own", "shortest"):
+        for beta in (0.0, 0.3, 1.0):
+            r = torch.randn(3, 8, 4, dtype=torch.float64)
+            r[0, 2:], r[1, 4:] = 0, 0
+            expected = dominance_aware_weights(r, BITS, beta=beta, norm=norm)
+            assert torch.allclose(weighting_steps(r, BITS, beta, norm).tensor(), expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 1.0))
+def test_dominance_margins_respect_the_floor(seed, beta):
+    torch.manual_seed(seed)
+    g = torch.randn(3, 8, 2, dtype=torch.float64) * torch.tensor([1.0, 4.0, 9.0]).view(3, 1, 1)
+    g[0, 2:], g[1, 4:] = 0, 0
+    m = dominance_margins(g, BITS, dominance_alphas(g, BITS, beta=beta))
+    assert torch.all(m >= 1 - beta - 1e-9)
+    assert m[-1] == pytest.approx(1.0)
+
+
+def test_dominance_margins_unadjusted_by_hand():
+    g = torch.zeros(3, 8, 1, dtype=torch.float64)
+    g[0, :2, 0] = torch.tensor([1.0, 1.0])
+    g[1, :4, 0] = torch.tensor([-2.0, 0.0, 1.0, 0.0])
+    g[2, :, 0] = 1.0
+    # i=2 bits: (2 + (-2) + 2) / 2 = 1; i=4 bits: (5 + (-2 + 1)) / 5 = 0.8
+    assert torch.allclose(dominance_margins(g, BITS), torch.tensor([1.0, 0.8, 1.0], dtype=torch.float64))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=6, max_size=6))
+def test_project_pair_preserves_norms_and_angle(vals):
+    a, b = np.array(vals[:3]), np.array(vals[3:])
+    if np.linalg.norm(a) < 1e-3:
+        a = a + 1.0
+    p = project_pair(a, b)
+    assert p[0, 1] == 0 and p[0, 0] > 0 and p[1, 1] >= 0
+    assert np.linalg.norm(p[0]) == pytest.approx(np.linalg.norm(a), rel=1e-9)
+    assert np.linalg.norm(p[1]) == pytest.approx(np.linalg.norm(b), rel=1e-9, abs=1e-9)
+    assert p[0] @ p[1] == pytest.approx(a @ b, rel=1e-7, abs=1e-7)
+
+
+def test_project_pair_by_hand_and_zero_vector():
+    p = project_pair(torch.tensor([0.0, 3.0, 0.0]), torch.tensor([1.0, -2.0, 0.0]))
+    assert np.allclose(p, [[3, 0], [-2, 1]])
+    with pytest.raises(ValueError, match="g_i is zero"):
+        project_pair(np.zeros(3), np.ones(3))
+
+
+def test_overlap_pair_takes_the_short_codes_rows():
+    g = torch.arange(3 * 8 * 2, dtype=torch.float64).reshape(3, 8, 2)
+    gi, gj = overlap_pair(g, BITS, 4, 8)
+    assert torch.equal(gi, g[1, :4].reshape(-1)) and torch.equal(gj, g[2, :4].reshape(-1))
+    with pytest.raises(ValueError, match="short < long"):
+        overlap_pair(g, BITS, 8, 4)
+
+
+def _output(grads, weights=None, K=3):
+    return ObjectiveOutput(
+        total=torch.zeros(()), losses=torch.arange(K, dtype=torch.float32),
+        distill=torch.zeros(K), weights=torch.ones(K) if weights is None else weights, grads=grads,
+    )
+
+
+def test_recorder_rows_every_n_steps_and_conflicts():
+    rec = GradientRecorder(BITS, every=2)
+    calm = torch.zeros(3, 8, 1)
+    calm[0, :2], calm[1, :4], calm[2] = 1.0, 1.0, 1.0
+    fight = calm.clone()
+    fight[1, :2] = -3.0  # c_(2,4) = -6 < -tau = -1
+    for step, g in enumerate([calm, calm, fight, calm, calm]):
+        rec(0, step, _output(g), model=None)
+    f = rec.frame()
+    assert list(f["iteration"]) == [0, 2, 4] and list(f["epoch"]) == [0, 0, 0]
+    assert list(f["anti_domination"]) == [False, True, False]
+    assert f.loc[1, "alpha_2_4"] == pytest.approx(1 / 6)
+    assert f.loc[1, "cos_2_4"] == pytest.approx(-1.0)  # rows 1..2: (1, 1) against (-3, -3)
+    assert f.loc[1, "cos_4_8"] == pytest.approx(-4 / (2 * np.sqrt(20)))  # (-3,-3,1,1).(1,1,1,1)
+    assert f.loc[0, "weight_4"] == 1.0 and f.loc[1, "rule_weight_4"] < 1
+    assert f.loc[0, "loss_8"] == 2.0
+    assert rec.strongest["iteration"] == 2 and torch.equal(rec.strongest["grads"], fight)
+    rates = conflict_rates(f)
+    row = rates[(rates["short"] == 2) & (rates["long"] == 4)].iloc[0]
+    assert row["negative cosine"] == pytest.approx(1 / 3) and row["alpha < 1"] == pytest.approx(1 / 3)
+    mats, bits = to_matrices(f)
+    assert bits == BITS and mats.shape == (3, 3, 3)
+    assert mats[1, 1, 0] == mats[1, 0, 1] == f.loc[1, "cos_2_4"]
+
+
+def test_recorder_needs_gradients_and_records_backbone_cosines():
+    rec = GradientRecorder(BITS)
+    with pytest.raises(ValueError, match="track_gradients=True"):
+        rec(0, 0, _output(None), model=None)
+    with pytest.raises(ValueError, match="probe"):
+        GradientRecorder(BITS, probe=(1, 2, 3))
+    model, obj, x, y, idx = _tiny()
+    rec = GradientRecorder(BITS, every=1, probe=(x, y, idx), objective=obj)
+    rec(0, 0, _output(layer_gradients(model, obj, x, y, idx)), model)
+    f = rec.frame()
+    _, cos = backbone_gradients(model, obj, x, y, idx)
+    assert f.loc[0, "bb_cos_2_8"] == pytest.approx(float(cos[0, 2]), abs=1e-6)
+    assert set(conflict_rates(f, "bb_cos").columns) == {"short", "long", "mean cosine", "negative cosine"}
+
+
+def test_conflict_rates_needs_recorder_columns():
+    with pytest.raises(ValueError, match="GradientRecorder"):
+        conflict_rates(pd.DataFrame({"x": [1]}))

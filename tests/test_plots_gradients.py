@@ -1,0 +1,105 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from nhl.plots import gradients as G  # noqa: E402
+
+BITS = (2, 4, 8)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _frame():
+    return pd.DataFrame(
+        {
+            "epoch": [0, 0, 1],
+            "iteration": [0, 5, 10],
+            "cos_2_4": [0.5, -0.2, 0.1],
+            "cos_2_8": [0.1, 0.2, 0.3],
+            "cos_4_8": [0.9, 0.8, 0.7],
+        }
+    )
+
+
+def test_cosine_heatmaps_draws_one_image_per_matrix():
+    mats = np.stack([np.eye(3), -np.ones((3, 3))])
+    fig = G.cosine_heatmaps(mats, BITS, titles=["epoch 0", "epoch 5"])
+    axes = [a for a in fig.axes if a.get_images()]
+    assert len(axes) == 2
+    assert axes[1].get_title() == "epoch 5" and axes[0].get_xlabel() == "bits"
+    assert np.array_equal(axes[1].get_images()[0].get_array(), -np.ones((3, 3)))
+    assert len(axes[0].texts) == 6  # off-diagonal values written in
+    with pytest.raises(ValueError, match="bit_list"):
+        G.cosine_heatmaps(np.eye(2)[None], BITS)
+
+
+def test_cosine_lines_plots_the_reference_pairs():
+    ax = G.cosine_lines(_frame())
+    labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["2 vs 4 bits", "2 vs 8 bits"]
+    assert np.allclose(ax.get_lines()[0].get_ydata(), [0.5, -0.2, 0.1])
+    assert ax.get_xlabel() == "training step"
+    ax = G.cosine_lines(_frame(), ref=8, smooth=3)
+    assert np.allclose(ax.get_lines()[1].get_ydata(), [0.85, 0.8, 0.75])  # 4 vs 8, rolling mean
+
+
+def test_conflict_picture_applies_the_rule():
+    gi, gj = torch.tensor([1.0, 0.0]), torch.tensor([-3.0, 1.0])  # c = -3, tau = 0.5
+    ax = G.conflict_picture(gi, gj, tau=0.5, names=("g_8", "g_16"))
+    assert "alpha = 0.17" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "g_8 + g_16" in labels and "g_8 + 0.17 g_16" in labels
+    line = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"][0]
+    assert np.allclose(line.get_xdata(), -0.5)  # -tau / ||g_i||
+    ax = G.conflict_picture(gi, torch.tensor([0.2, 1.0]), tau=0.5)
+    assert "alpha = 1.00" in ax.get_title()
+
+
+def test_weights_over_training_lines_and_rate():
+    hist = pd.DataFrame(
+        {
+            "epoch": [0, 0, 1, 1],
+            "bits": [8, 16, 8, 16],
+            "weight": [1.2, 0.8, 1.1, 0.9],
+            "anti_domination": [0.5, 0.5, 0.25, 0.25],
+        }
+    )
+    ax = G.weights_over_training(hist)
+    assert np.allclose(ax.get_lines()[1].get_ydata(), [0.8, 0.9])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["8 bits", "16 bits", "anti-domination rate"]
+    with pytest.raises(ValueError, match="RunResult.history"):
+        G.weights_over_training(pd.DataFrame({"epoch": [0]}))
+
+
+def test_map_bars_groups_variants():
+    ax = G.map_bars({"plain": {8: 0.5, 16: 0.6}, "weighting": {8: 0.55, 16: 0.62}})
+    assert len(ax.patches) == 4
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "16"]
+    assert ax.get_ylabel() == "mAP@ALL"
+
+
+def test_beta_redraw_three_panels_and_redraw_into_same_figure():
+    g = torch.zeros(3, 8, 1, dtype=torch.float64)
+    g[0, :2, 0] = torch.tensor([1.0, 0.0])
+    g[1, :4, 0] = torch.tensor([-3.0, 0.0, 0.0, 0.0])
+    g[2, :, 0] = 0.1
+    fig = G.beta_redraw(g, BITS, beta=1.0)
+    axes = [a for a in fig.axes if a.get_title()]
+    assert len(axes) == 3
+    weights = [p.get_height() for p in axes[2].patches]
+    assert weights[1] < 1 < weights[0]
+    margins_after = [p.get_height() for p in axes[1].patches][2:]
+    assert margins_after[0] == pytest.approx(1 - 0.5 + 0.1 / 6)  # alpha_12 = 1/6, alpha_13 capped to 1/6
+    fig2 = G.beta_redraw(g, BITS, beta=0.2, fig=fig)
+    assert fig2 is fig and "0.20" in [a for a in fig.axes if a.get_title()][0].get_title()
