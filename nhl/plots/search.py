@@ -34,7 +34,8 @@ def pareto_front(points, minimize: Sequence[bool] = (True, False)) -> np.ndarray
     """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2), e.g. [(bytes, mAP), ...], got {pts.shape}")
+        raise ValueError(
+            f"points must have shape (N, 2), e.g. [(bytes, mAP), ...], got {pts.shape}")
     if len(minimize) != 2:
         raise ValueError(f"minimize needs one flag per coordinate (2), got {tuple(minimize)!r}")
     if not np.isfinite(pts).all():

@@ -1,0 +1,436 @@
+"""An interactive retrieval explorer for trained nested models (tutorial notebook 09).
+
+:class:`Explorer` puts ipywidgets controls over one or more finished runs: a query picker (slider
+and a "random query" button), a code-length slider over the run's ``bit_list``, a method
+dropdown and a toggle between exhaustive Hamming search and the coarse-to-fine funnel. Every
+change re-runs the search on the stored codes (a ``b``-bit code is the prefix of the longest
+code, METHOD.md section 1) and redraws
+
+* the top-k database images, framed green (relevant: shares a label) or red, in an
+  ``ipywidgets.HTML`` whose ``data-ids`` attribute lists the retrieved database positions (so
+  a browser test can see that the result changed);
+* the query's Hamming-distance histogram, relevant against irrelevant items, and the
+  precision-recall curve by Hamming radius at that length (METHOD.md section 5), as a PNG in
+  an ``ipywidgets.Output``.
+
+Everything also works without a browser: the constructor renders the initial state and
+:meth:`Explorer.update` returns the search result, so a notebook run headless shows outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .validation import check_codes, check_labels, check_positive_int
+
+__all__ = ["Explorer", "Retrieved", "available_runs", "run_label"]
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """One search of the explorer: what was asked and what came back."""
+
+    method: str
+    bits: int
+    query: int
+    funnel: bool
+    ids: np.ndarray  # (k,) database positions, best first
+    distances: np.ndarray  # (k,) Hamming distances at ``bits`` bits
+    relevant: np.ndarray  # (k,) bool: shares a label with the query
+    seconds: float  # search time of this one query
+
+    @property
+    def precision(self) -> float:
+        """Share of relevant items among the retrieved ones (precision@k)."""
+        return float(self.relevant.mean()) if self.relevant.size else 0.0
+
+
+def run_label(run) -> str:
+    """A short name for a run in the method dropdown, e.g. ``csq nested-nhl seed 0, 15 ep``."""
+    c = run.config
+    return f"{c.method} {c.kind} seed {c.seed}, {c.epochs} ep"
+
+
+def available_runs(config, splits=None, root: str | Path | None = None,
+                   progress: bool = False) -> dict[str, object]:
+    """``config``'s run (trained or loaded from the cache) plus every finished nested run
+    on the same data split, as ``{label: RunResult}`` for :class:`Explorer`.
+
+    Other runs qualify when they are nested (``kind`` starts with ``nested``), use the same
+    dataset, protocol and split seed, and their stored split fingerprint matches ``splits``
+    (so their codes are in the order of ``splits.query`` / ``splits.database``).
+    """
+    from . import experiments
+
+    splits = splits if splits is not None else experiments.get_splits(config)
+    main = experiments.run(config, root=root, progress=progress)
+    runs = {run_label(main): main}
+    table = experiments.list_runs(root)
+    for path in table.get("path", []):
+        if Path(path) == main.path:
+            continue
+        r = experiments.load(path)
+        c = r.config
+        if not (c.kind.startswith("nested") and c.dataset == config.dataset
+                and c.protocol == config.protocol and c.split_seed == config.split_seed
+                and r.metrics.get("split_fingerprint") == splits.fingerprint):
+            continue
+        label = run_label(r)
+        if label in runs:
+            label = f"{label} [{Path(path).name[-6:]}]"
+        runs[label] = r
+    return runs
+
+
+def _png_data_uri(image: np.ndarray) -> str:
+    """``uint8`` (H, W, C) image -> ``data:image/png;base64,...``."""
+    from PIL import Image
+
+    img = image[..., 0] if image.shape[-1] == 1 else image
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _bytes(bits: int) -> str:
+    n = -(-bits // 8)
+    return f"{n} byte" if n == 1 else f"{n} bytes"
+
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+class _Codes:
+    """The codes and labels of one run, checked against the splits, with cached indexes."""
+
+    def __init__(self, name: str, run, n_query: int, n_database: int):
+        codes = run.codes
+        self.query = check_codes(codes["query"], f"runs[{name!r}].codes['query']")
+        self.database = check_codes(codes["database"], f"runs[{name!r}].codes['database']")
+        self.query_labels = check_labels(codes["query_labels"], "query_labels",
+                                         n_items=len(self.query))
+        self.database_labels = check_labels(codes["database_labels"], "database_labels",
+                                            n_items=len(self.database))
+        if len(self.query) != n_query or len(self.database) != n_database:
+            raise ValueError(
+                f"run {name!r} has codes for {len(self.query)} queries and {len(self.database)} "
+                f"database items but the splits have {n_query} and {n_database}; pass the "
+                "splits the run was trained on (nhl.experiments.get_splits(run.config))"
+            )
+        self.bit_list = tuple(int(b) for b in run.bit_list)
+        if self.bit_list[-1] > self.query.shape[1]:
+            raise ValueError(f"run {name!r} lists {self.bit_list[-1]} bits but its codes have "
+                             f"{self.query.shape[1]}")
+        self._indexes: dict = {}
+        self._pr: dict = {}
+
+    def index(self, bits: int | None = None):
+        """The Hamming index of the database at ``bits`` (``None``: all stored bits)."""
+        from .retrieval import HammingIndex
+
+        key = bits or self.database.shape[1]
+        if key not in self._indexes:
+            self._indexes[key] = HammingIndex(self.database[:, :key])
+        return self._indexes[key]
+
+    def relevant_to(self, query: int) -> np.ndarray:
+        """(N_db,) bool: database items sharing a label with ``query``."""
+        q_labels = self.query_labels[query].astype(np.int32)
+        return (self.database_labels.astype(np.int32) @ q_labels) > 0
+
+    def pr_curve(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean precision and recall by Hamming radius over all queries (cached per length)."""
+        from .metrics import precision_recall_by_radius
+
+        if bits not in self._pr:
+            self._pr[bits] = precision_recall_by_radius(
+                self.query[:, :bits], self.database[:, :bits], self.query_labels,
+                self.database_labels)
+        return self._pr[bits]
+
+
+class Explorer:
+    """Widgets to browse the retrieval results of nested hash codes, one query at a time.
+
+    ``runs``: ``{label: run}`` (e.g. from :func:`available_runs`) or a sequence of runs
+    (labelled by :func:`run_label`); a run is anything with ``.codes`` (``query``,
+    ``database``, ``query_labels``, ``database_labels`` as stored by
+    :func:`nhl.experiments.run`) and ``.bit_list``. ``splits``: the data split whose
+    ``query`` / ``database`` images the codes belong to (``.images_for_display``,
+    ``class_names``). ``k``: images shown; ``shortlist``: candidates kept per funnel stage
+    (default :func:`nhl.retrieval.default_shortlist`).
+
+    ``.widget`` is the ipywidgets box to display; :meth:`update` changes controls and redraws.
+    """
+
+    def __init__(self, runs, splits, k: int = 12, query: int = 0, bits: int | None = None,
+                 method: str | None = None, funnel: bool = False,
+                 shortlist: Sequence[int] | None = None, seed: int = 0, thumb_px: int = 56):
+        import ipywidgets as w
+
+        if not isinstance(runs, Mapping):
+            runs = {run_label(r): r for r in runs}
+        if not runs:
+            raise ValueError("runs is empty: pass at least one finished run, e.g. "
+                             "{'nested': nhl.experiments.run(config)}")
+        self.splits = splits
+        self.k = check_positive_int(k, "k")
+        self.thumb_px = check_positive_int(thumb_px, "thumb_px")
+        self.shortlist = None if shortlist is None else tuple(
+            check_positive_int(s, "shortlist") for s in shortlist)
+        n_q, n_db = len(splits.query), len(splits.database)
+        self.runs = dict(runs)
+        self.codes = {name: _Codes(name, r, n_q, n_db) for name, r in self.runs.items()}
+        self._rng = np.random.default_rng(seed)
+        self._busy = False
+        self.last: Retrieved | None = None
+        self._figure_png: bytes = b""
+
+        names = list(self.runs)
+        method = names[0] if method is None else method
+        if method not in self.runs:
+            raise ValueError(f"method {method!r} is not one of the runs: {names}")
+        bit_list = self.codes[method].bit_list
+        bits = bit_list[len(bit_list) // 2] if bits is None else bits
+        if bits not in bit_list:
+            raise ValueError(f"bits must be one of {bit_list}, got {bits!r}")
+
+        self.method_dropdown = w.Dropdown(options=names, value=method, description="method",
+                                          layout=w.Layout(width="420px"))
+        self.funnel_box = w.Checkbox(value=bool(funnel), description="coarse-to-fine funnel",
+                                     indent=False)
+        self.query_slider = w.IntSlider(value=0, min=0, max=n_q - 1, description="query",
+                                        continuous_update=False, layout=w.Layout(width="420px"))
+        self.query_slider.value = self._check_query(query)
+        self.random_button = w.Button(description="random query", icon="random")
+        self.bits_slider = w.SelectionSlider(options=list(bit_list), value=bits,
+                                             description="bits", continuous_update=False,
+                                             layout=w.Layout(width="420px"))
+        self.bits_slider.add_class("nhl-bits")
+        self.summary = w.HTML()
+        self.grid = w.HTML()
+        self.grid.add_class("nhl-grid")
+        self.plots = w.Output()
+        self.widget = w.VBox([
+            w.HBox([self.method_dropdown, self.funnel_box]),
+            w.HBox([self.query_slider, self.random_button]),
+            self.bits_slider, self.summary, self.grid, self.plots,
+        ])
+        self.widget.add_class("nhl-explorer")
+
+        for control in (self.method_dropdown, self.funnel_box, self.query_slider,
+                        self.bits_slider):
+            control.observe(self._on_change, names="value")
+        self.random_button.on_click(self._on_random)
+        self.refresh()
+
+    # ------------------------------------------------------------------ controls
+
+    def _check_query(self, query) -> int:
+        n_q = len(self.splits.query)
+        if isinstance(query, bool) or not isinstance(query, (int, np.integer)) \
+                or not 0 <= query < n_q:
+            raise ValueError(f"query must be an integer in 0..{n_q - 1}, got {query!r}")
+        return int(query)
+
+    def _on_change(self, change) -> None:
+        if change["owner"] is self.method_dropdown:
+            self._sync_bits()
+        if not self._busy:
+            self.refresh()
+
+    def _on_random(self, _button=None) -> None:
+        self.query_slider.value = int(self._rng.integers(len(self.splits.query)))
+
+    def _sync_bits(self) -> None:
+        """Give the length slider the bit list of the chosen run, keeping the nearest length."""
+        bit_list = list(self.codes[self.method_dropdown.value].bit_list)
+        if list(self.bits_slider.options) == bit_list:
+            return
+        current = self.bits_slider.value
+        nearest = min(bit_list, key=lambda b: (abs(np.log2(b) - np.log2(current)), b))
+        busy, self._busy = self._busy, True
+        try:
+            self.bits_slider.options = bit_list
+            self.bits_slider.value = nearest
+        finally:
+            self._busy = busy
+
+    def update(self, query: int | None = None, bits: int | None = None,
+               method: str | None = None, funnel: bool | None = None) -> Retrieved:
+        """Set any of the controls, run the search once and redraw; returns the result."""
+        busy, self._busy = self._busy, True
+        try:
+            if method is not None:
+                if method not in self.runs:
+                    raise ValueError(f"method {method!r} is not one of the runs: {list(self.runs)}")
+                self.method_dropdown.value = method
+                self._sync_bits()
+            if bits is not None:
+                if bits not in self.bits_slider.options:
+                    raise ValueError(f"bits must be one of {tuple(self.bits_slider.options)}, "
+                                     f"got {bits!r}")
+                self.bits_slider.value = bits
+            if query is not None:
+                self.query_slider.value = self._check_query(query)
+            if funnel is not None:
+                self.funnel_box.value = bool(funnel)
+        finally:
+            self._busy = busy
+        return self.refresh()
+
+    # ------------------------------------------------------------------ search + drawing
+
+    def funnel_plan(self, bits: int, bit_list: Sequence[int]) -> tuple[tuple[int, ...],
+                                                                          tuple[int, ...]]:
+        """Stages and shortlist sizes of the funnel ending at ``bits``: the shortest length
+        shortlists, the middle one (if any) narrows, ``bits`` re-ranks."""
+        shorter = [b for b in bit_list if b < bits]
+        if not shorter:
+            return (bits,), ()
+        stages = (shorter[0], bits) if len(shorter) == 1 else (shorter[0], shorter[-1], bits)
+        n_db = len(self.splits.database)
+        if self.shortlist is not None:
+            sizes = tuple(self.shortlist[: len(stages) - 1])
+            sizes = sizes + (sizes[-1],) * (len(stages) - 1 - len(sizes))
+        else:
+            from .retrieval import default_shortlist
+
+            sizes = default_shortlist(self.k, stages, n_db)
+        sizes = tuple(min(max(s, self.k), n_db) for s in sizes)
+        return stages, sizes
+
+    def search(self, method: str, bits: int, query: int, funnel: bool) -> Retrieved:
+        """Top-k database items for one query, exhaustive or through the funnel."""
+        codes = self.codes[method]
+        q = codes.query[query : query + 1]
+        k = min(self.k, len(codes.database))
+        t0 = time.perf_counter()
+        stages, sizes = self.funnel_plan(bits, codes.bit_list)
+        if funnel and len(stages) > 1:
+            from .retrieval import funnel_search
+
+            dist, idx = funnel_search(codes.index(), q, k, stages=stages, shortlist=sizes)
+        else:
+            dist, idx = codes.index(bits).search(q[:, :bits], k)
+        seconds = time.perf_counter() - t0
+        ids = np.asarray(idx).reshape(-1)[:k].astype(np.int64)
+        return Retrieved(method, bits, query, bool(funnel), ids,
+                         np.asarray(dist).reshape(-1)[:k].astype(np.int64),
+                         codes.relevant_to(query)[ids], seconds)
+
+    def refresh(self) -> Retrieved:
+        """Search with the current control values and redraw every output."""
+        method, bits = self.method_dropdown.value, int(self.bits_slider.value)
+        query, funnel = int(self.query_slider.value), bool(self.funnel_box.value)
+        res = self.search(method, bits, query, funnel)
+        self.last = res
+        grid, summary = self._grid_html(res), self._summary_html(res)
+        self._figure_png = self._draw_plots(res)
+        self.plots.outputs = ({
+            "output_type": "display_data",
+            "data": {"image/png": base64.b64encode(self._figure_png).decode("ascii"),
+                     "text/plain": f"<distance histogram and PR curve, {bits} bits>"},
+            "metadata": {},
+        },)
+        self.summary.value = summary
+        self.grid.value = grid  # last: a changed data-ids means the whole view is redrawn
+        return res
+
+    def _class_name(self, labels: np.ndarray) -> str:
+        names = getattr(self.splits, "class_names", None) or []
+        idx = np.flatnonzero(labels)
+        return ", ".join(names[i] if i < len(names) else str(i) for i in idx) or "no label"
+
+    def _summary_html(self, res: Retrieved) -> str:
+        codes = self.codes[res.method]
+        how = "funnel " + "&rarr;".join(map(str, self.funnel_plan(res.bits, codes.bit_list)[0])) \
+            if res.funnel else "exhaustive"
+        stored = codes.database.shape[1]
+        name = html.escape(self._class_name(codes.query_labels[res.query]))
+        return (
+            f"<b>query {res.query}</b> ({name})"
+            f" &middot; {res.bits} bits ({_bytes(res.bits)} per image, prefix of the "
+            f"stored {stored}-bit code) &middot; {how} search in {1e3 * res.seconds:.2f} ms "
+            f"&middot; precision@{res.ids.size} = <b>{res.precision:.2f}</b>"
+        )
+
+    def _grid_html(self, res: Retrieved) -> str:
+        codes = self.codes[res.method]
+        px = self.thumb_px
+        style = f"width:{px}px;height:{px}px;image-rendering:pixelated;border:3px solid {{}};"
+        q_img = self.splits.query.images_for_display([res.query])[0]
+        db_imgs = self.splits.database.images_for_display(res.ids) if res.ids.size else []
+        q_name = html.escape(self._class_name(codes.query_labels[res.query]))
+        cells = [
+            f'<figure style="margin:0 10px 0 0;text-align:center">'
+            f'<img src="{_png_data_uri(q_img)}" alt="query" title="query {res.query}: {q_name}" '
+            f'style="{style.format("#1f77b4")}"><figcaption style="font-size:11px">query<br>'
+            f"{q_name}</figcaption></figure>"
+        ]
+        for rank, (i, d, ok, img) in enumerate(
+                zip(res.ids, res.distances, res.relevant, db_imgs), start=1):
+            name = html.escape(self._class_name(codes.database_labels[i]))
+            colour, mark = ("#2ca02c", "&#10003;") if ok else ("#d62728", "&#10007;")
+            cells.append(
+                f'<figure style="margin:0;text-align:center" data-id="{int(i)}">'
+                f'<img src="{_png_data_uri(img)}" alt="database item {int(i)}" '
+                f'title="#{rank}: database item {int(i)}, {name}, distance {int(d)}" '
+                f'style="{style.format(colour)}"><figcaption style="font-size:11px">'
+                f"{mark} #{rank} d={int(d)}</figcaption></figure>"
+            )
+        ids = " ".join(str(int(i)) for i in res.ids)
+        return (
+            f'<div class="nhl-topk" data-ids="{ids}" data-bits="{res.bits}" '
+            f'data-query="{res.query}" data-funnel="{int(res.funnel)}" '
+            f'style="display:flex;flex-wrap:wrap;gap:4px;align-items:flex-start">'
+            + "".join(cells) + "</div>"
+        )
+
+    def _draw_plots(self, res: Retrieved) -> bytes:
+        import matplotlib.pyplot as plt
+
+        from .metrics import hamming_distances
+        from .plots.search import plot_distance_histogram, plot_pr_curve
+
+        codes = self.codes[res.method]
+        b = res.bits
+        dist = hamming_distances(codes.query[res.query : res.query + 1, :b],
+                                 codes.database[:, :b])[0]
+        relevant = codes.relevant_to(res.query)
+        fig, (ax_h, ax_pr) = plt.subplots(1, 2, figsize=(10, 3.4))
+        try:
+            plot_distance_histogram(dist, relevant, b, ax=ax_h)
+            ax_h.set_title(f"Query {res.query}: Hamming distances at {b} bits")
+            precision, recall = codes.pr_curve(b)
+            plot_pr_curve(precision, recall, ax=ax_pr, label="mean over all queries")
+            hits = np.cumsum(np.bincount(dist[relevant], minlength=b + 1))
+            found = np.cumsum(np.bincount(dist, minlength=b + 1))
+            q_prec = np.divide(hits, found, out=np.zeros(b + 1), where=found > 0)
+            q_rec = hits / max(int(relevant.sum()), 1)
+            plot_pr_curve(q_prec, q_rec, ax=ax_pr, label=f"query {res.query}", linestyle="--")
+            ax_pr.set_title(f"Precision-recall by Hamming radius, {b} bits")
+            fig.tight_layout()
+            return _figure_png(fig)
+        finally:
+            plt.close(fig)
+
+    def snapshot(self):
+        """A static copy of the current view (summary, images, plots) as IPython HTML, for
+        notebooks read without a live kernel (widgets need one to show their outputs)."""
+        from IPython.display import HTML
+
+        png = base64.b64encode(self._figure_png).decode("ascii")
+        plots = f'<img src="data:image/png;base64,{png}" alt="distance histogram and PR curve">'
+        return HTML(f"<div>{self.summary.value}</div>{self.grid.value}{plots}")
