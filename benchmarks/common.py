@@ -152,8 +152,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--codes",
         type=Path,
         default=None,
-        help="npz with query_codes, db_codes, query_labels, db_labels (+-1 int8 codes); "
-        "default: synthetic clustered codes of the same shape",
+        help="npz with query_codes, db_codes, query_labels, db_labels (+-1 int8 codes), or a "
+        "run folder / codes.npz of nhl.experiments; default: synthetic clustered codes",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats (median)")
@@ -188,19 +188,31 @@ def synthetic_codes(
 
 
 def load_codes(args: argparse.Namespace, n_query: int = 1000, n_db: int = 69_000) -> Codes:
-    """Codes from ``args.codes`` (npz) if given, else :func:`synthetic_codes` of the same shape.
+    """Codes from ``args.codes`` if given, else :func:`synthetic_codes` of the same shape.
 
-    Labels in the npz may be multi-hot (N x C) or integer class ids (N,).
+    ``args.codes``: an npz with ``query_codes, db_codes`` (+-1 or 0/1) and ``query_labels,
+    db_labels``; or a run folder / ``codes.npz`` of ``nhl.experiments`` (packed ``query,
+    database, bits`` and labels). Labels may be multi-hot (N x C) or integer class ids (N,).
     """
     path = getattr(args, "codes", None)
     if path is None:
         return synthetic_codes(n_query, n_db, seed=getattr(args, "seed", 0))
+    path = Path(path)
+    if path.is_dir():  # a run folder of nhl.experiments
+        path = path / "codes.npz"
     with np.load(path) as data:
-        missing = {"query_codes", "db_codes", "query_labels", "db_labels"} - set(data.files)
-        if missing:
-            raise SystemExit(f"{path} lacks the arrays {sorted(missing)}")
-        q, db = data["query_codes"], data["db_codes"]
-        ql, dl = data["query_labels"], data["db_labels"]
+        files = set(data.files)
+        if {"query", "database", "bits"} <= files:  # packed codes as nhl.experiments stores them
+            bits = int(data["bits"])
+            q = np.unpackbits(data["query"], axis=1, count=bits)
+            db = np.unpackbits(data["database"], axis=1, count=bits)
+            ql, dl = data["query_labels"], data["database_labels"]
+        else:
+            missing = {"query_codes", "db_codes", "query_labels", "db_labels"} - files
+            if missing:
+                raise SystemExit(f"{path} lacks the arrays {sorted(missing)}")
+            q, db = data["query_codes"], data["db_codes"]
+            ql, dl = data["query_labels"], data["db_labels"]
     if ql.ndim == 1:
         n_classes = int(max(ql.max(), dl.max())) + 1
         ql, dl = np.eye(n_classes, dtype=np.uint8)[ql], np.eye(n_classes, dtype=np.uint8)[dl]

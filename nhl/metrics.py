@@ -199,11 +199,11 @@ class _Evaluator:
         self.q, self.db, self.ql = q, db, ql
         self.n_q, self.n_db = q.shape[0], db.shape[0]
         self.chunk_size = chunk_size
-        patterns, inverse, counts = np.unique(dl, axis=0, return_inverse=True, return_counts=True)
+        patterns, inverse = _distinct_rows(dl)
         self.patterns = patterns.astype(np.int64)  # (P, C)
         self.n_patterns = patterns.shape[0]
-        self.pattern_of_item = inverse.reshape(-1).astype(np.intp)
-        self.pattern_counts = counts.astype(np.int64)
+        self.pattern_of_item = inverse
+        self.pattern_counts = np.bincount(inverse, minlength=self.n_patterns).astype(np.int64)
         self._relevance_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def chunks(self) -> Iterator[slice]:
@@ -283,6 +283,23 @@ class _Evaluator:
                 self._relevance_cache.pop(next(iter(self._relevance_cache)))
             self._relevance_cache[key] = hit
         return hit
+
+
+def _distinct_rows(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a 0/1 matrix and each row's index among them (``np.unique(axis=0)``
+    without its slow structured sort: rows are packed into 64-bit words and lexsorted)."""
+    packed = np.packbits(labels, axis=1)
+    width = -(-packed.shape[1] // 8) * 8
+    buf = np.zeros((labels.shape[0], width), np.uint8)
+    buf[:, : packed.shape[1]] = packed
+    words = buf.view(np.uint64)
+    order = np.lexsort(words.T[::-1])
+    ranked = words[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+    inverse = np.empty(len(order), np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return labels[order[new]], inverse
 
 
 def _bincount(values: np.ndarray, length: int) -> np.ndarray:

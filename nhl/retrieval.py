@@ -79,10 +79,32 @@ class HammingIndex:
     """
 
     def __init__(self, codes, backend: str = "auto"):
-        check_choice(backend, BACKENDS, "backend")
         arr = check_codes(codes, "codes")
-        self.ntotal, self.bits = arr.shape
-        self.packed = np.packbits(arr > 0, axis=1)
+        self._setup(np.packbits(arr > 0, axis=1), arr.shape[1], backend)
+
+    @classmethod
+    def from_packed(cls, packed, bits: int, backend: str = "auto") -> HammingIndex:
+        """An index over codes already packed by :func:`pack_codes` (no +-1 copy needed)."""
+        arr = np.asarray(packed)
+        bits = check_positive_int(bits, "bits")
+        if arr.ndim != 2 or arr.dtype != np.uint8 or arr.shape[1] != -(-bits // 8):
+            raise ValueError(
+                f"packed must be a uint8 array of shape (N, {-(-bits // 8)}) for {bits}-bit "
+                f"codes, got {arr.dtype} of shape {arr.shape}"
+            )
+        if arr.shape[0] == 0:
+            raise ValueError("packed is empty (0 items); an index needs at least one code")
+        index = cls.__new__(cls)
+        if bits % 8:  # clear the padding bits so that they never count
+            arr = arr.copy()
+            arr[:, -1] &= np.uint8((0xFF << (8 - bits % 8)) & 0xFF)
+        index._setup(np.ascontiguousarray(arr), bits, backend)
+        return index
+
+    def _setup(self, packed: np.ndarray, bits: int, backend: str) -> None:
+        check_choice(backend, BACKENDS, "backend")
+        self.ntotal, self.bits = packed.shape[0], bits
+        self.packed = packed
         faiss = _faiss()
         if backend == "auto":
             backend = "faiss" if faiss is not None and self.bits % 8 == 0 else "numpy"
@@ -285,10 +307,10 @@ def _row_distances(index, q_packed, items, bits) -> np.ndarray:
     """(rows, S) distances at ``bits`` bits between query ``r`` and the items ``items[r]``."""
     db = _prefix_words(index, bits)
     qw = _words_from_packed(q_packed, bits)
-    dist = np.bitwise_count(db[items, 0] ^ qw[:, :1])
-    for w in range(1, db.shape[1]):
-        dist += np.bitwise_count(db[items, w] ^ qw[:, w : w + 1])
-    return dist
+    if db.shape[1] == 1:
+        return np.bitwise_count(db[items, 0] ^ qw[:, :1])
+    counts = np.bitwise_count(db[items] ^ qw[:, None, :])  # one gather of whole rows
+    return counts.sum(axis=2, dtype=np.uint8 if bits <= 255 else np.uint16)
 
 
 def _first_stage(index, q_packed, bits, size):

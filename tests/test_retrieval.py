@@ -191,3 +191,16 @@ def test_validation_errors():
         funnel_search(index, np.ones((2, 16)), 3, stages=(16, 8), shortlist=(5,))
     with pytest.raises(TypeError, match="HammingIndex"):
         funnel_search(db, np.ones((2, 16)), 3)
+
+
+def test_from_packed_matches_codes():
+    rng = np.random.default_rng(6)
+    q, db = tied_codes(rng, 80, 5, 13)
+    a = HammingIndex(db, backend="numpy").search(q, 9)
+    packed = pack_codes(db)
+    packed[:, -1] |= 0b00000111  # junk in the padding bits must not count
+    b = HammingIndex.from_packed(packed, 13).search(q, 9)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="shape"):
+        HammingIndex.from_packed(packed, 24)
