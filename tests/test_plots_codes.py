@@ -1,0 +1,152 @@
+"""nhl.plots.codes: prefix layout, per-bit statistics and pair-distance histograms on tiny codes."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from nhl.plots import codes as C  # noqa: E402
+
+CODES = np.array(
+    [
+        [1, 1, -1, 1],
+        [1, -1, -1, 1],
+        [-1, 1, -1, 1],
+        [1, 1, -1, -1],
+    ],
+    np.int8,
+)
+LABELS = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def test_blocks_are_the_bits_each_length_adds():
+    assert C.blocks((8, 16, 32)) == [(0, 8), (8, 16), (16, 32)]
+    assert len(C.block_colors((8, 16, 32))) == 3
+
+
+def test_prefix_picture_draws_w_and_prefix_bars():
+    w = np.arange(12, dtype=float).reshape(4, 3)
+    fig = C.prefix_picture((2, 4), weight=w)
+    ax_w, ax_use = fig.axes
+    assert ax_w.images[0].get_array().shape == (4, 3)
+    assert ax_w.get_ylabel() == "row of W = bit position"
+    # length 2 reads block 1; length 4 reads blocks 1 and 2: three bars in all
+    bars = [(p.get_x(), p.get_y(), p.get_height()) for p in ax_use.patches]
+    assert len(bars) == 3
+    assert sorted((round(y), round(h)) for _, y, h in bars) == [(0, 2), (0, 2), (2, 2)]
+    assert ax_use.get_xlabel() == "code length (bits)"
+    with pytest.raises(ValueError, match="L_K=4"):
+        C.prefix_picture((2, 4), weight=np.zeros((3, 3)))
+
+
+def test_code_strip_shows_every_bit_and_a_bracket_per_length():
+    code = np.array([1, -1, 1, 1, -1, -1, 1, -1])
+    ax = C.code_strip(code, (2, 4, 8))
+    assert ax.images[0].get_array().tolist() == [[1, 0, 1, 1, 0, 0, 1, 0]]
+    assert [t.get_text().strip() for t in ax.texts] == ["2 bits", "4 bits", "8 bits"]
+    assert ax.get_xlabel().startswith("bit position")
+    with pytest.raises(ValueError, match="16 bits"):
+        C.code_strip(code, (8, 16))
+
+
+def test_bit_balance_values_and_bars():
+    assert C.bit_balance_values(CODES).tolist() == [0.75, 0.75, 0.0, 0.75]
+    ax = C.bit_balance(CODES, (2, 4))
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [0.75, 0.75, 0.0, 0.75]
+    assert ax.get_ylabel() == "fraction of items with +1"
+    assert len(ax.get_legend().get_texts()) == 3
+
+
+def test_correlation_matrix_hand_computed():
+    x = np.array([[1, 1, -1, 1], [1, 1, 1, -1], [-1, -1, -1, 1], [-1, -1, 1, 1]], np.int8)
+    corr = C.correlation_matrix(x)
+    np.testing.assert_allclose(corr[0, 1], 1.0)  # identical bits
+    np.testing.assert_allclose(corr[0, 2], 0.0)  # independent bits
+    # bit 3 is constant but for one item: mean 0.5, correlation with bit 0 = 0 / ... = -0.577
+    np.testing.assert_allclose(corr[0, 3], -1 / np.sqrt(3))
+    np.testing.assert_allclose(np.diag(corr), 1.0)
+    const = C.correlation_matrix(np.array([[1, 1], [1, -1]]))
+    assert const.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_bit_correlation_heatmap_and_summary():
+    ax = C.bit_correlation(CODES, 3, bit_list=(2, 4))
+    assert ax.images[0].get_array().shape == (3, 3)
+    assert ax.get_xlabel() == "bit" and "3 bits" in ax.get_title()
+    table = C.prefix_summary(CODES, (2, 4))
+    assert table.index.tolist() == [2, 4]
+    assert table.loc[2, "mean |p(+1) - 0.5|"] == pytest.approx(0.25)
+    # bits 0 and 1 of CODES: +1 +1, +1 -1, -1 +1, +1 +1 -> correlation -1/3
+    assert table.loc[2, "mean |corr|"] == pytest.approx(1 / 3)
+
+
+def test_pair_distances_every_prefix_at_once():
+    dist, similar = C.pair_distances(CODES, LABELS, (1, 2, 4), (np.array([0, 0, 2]), [1, 3, 3]))
+    assert dist[1].tolist() == [0, 0, 1]
+    assert dist[2].tolist() == [1, 0, 1]
+    assert dist[4].tolist() == [1, 1, 2]
+    assert similar.tolist() == [True, False, True]
+
+
+def test_histogram_counts_on_tiny_codes():
+    pairs = (np.array([0, 0, 2, 1]), np.array([1, 3, 3, 2]))
+    counts = C.hamming_histogram_counts(CODES, LABELS, (2, 4), pairs=pairs)
+    four = counts[counts["bits"] == 4].set_index("distance")
+    # similar: (0,1) d=1, (2,3) d=2; dissimilar: (0,3) d=1, (1,2) d=2
+    assert four["similar"].tolist() == [0, 1, 1, 0, 0]
+    assert four["dissimilar"].tolist() == [0, 1, 1, 0, 0]
+    two = counts[counts["bits"] == 2].set_index("distance")
+    assert two["similar"].tolist() == [0, 2, 0] and two["dissimilar"].tolist() == [1, 0, 1]
+    auc = C.separation_auc(counts)
+    assert auc[4] == pytest.approx(0.5)  # 1 win (d1 vs d2), 2 ties, 1 loss -> (1 + 1) / 4
+    assert auc[2] == pytest.approx(0.5)
+
+
+def test_separation_auc_perfect_and_reversed():
+    import pandas as pd
+
+    counts = pd.DataFrame({"bits": 2, "distance": [0, 1, 2], "similar": [3, 0, 0],
+                           "dissimilar": [0, 0, 5]})
+    assert C.separation_auc(counts)[2] == 1.0
+    counts[["similar", "dissimilar"]] = counts[["dissimilar", "similar"]].to_numpy()
+    assert C.separation_auc(counts)[2] == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 50), st.integers(1, 200), st.integers(0, 1000))
+def test_sample_pairs_distinct_in_range(n_items, n_pairs, seed):
+    i, j = C.sample_pairs(n_items, n_pairs, seed)
+    assert i.shape == j.shape == (n_pairs,)
+    assert (i != j).all() and i.min() >= 0 and max(i.max(), j.max()) < n_items
+    i2, j2 = C.sample_pairs(n_items, n_pairs, seed)
+    assert (i == i2).all() and (j == j2).all()
+
+
+def test_hamming_histograms_panels_sum_to_pairs():
+    rng = np.random.default_rng(0)
+    codes = rng.choice(np.array([-1, 1], np.int8), (40, 8))
+    labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, 40)]
+    fig = C.hamming_histograms(codes, labels, (4, 8), n_pairs=300, seed=1)
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_xlabel() == "Hamming distance"
+    assert fig.axes[0].get_ylabel() == "fraction of pairs"
+    per_length = fig.counts.groupby("bits")[["similar", "dissimilar"]].sum().sum(axis=1)
+    assert per_length.tolist() == [300, 300]
+    # bars are fractions: similar and dissimilar each sum to one per panel
+    steps = fig.axes[1].patches
+    assert len(steps) == 2 and [p.get_label()[:3] for p in steps] == ["sim", "dis"]
+    for p in steps:
+        np.testing.assert_allclose(p.get_data().values.sum(), 1.0)
+        assert len(p.get_data().values) == 9  # distances 0..8
