@@ -100,8 +100,8 @@ def step_cost_bars(
         yerr = np.vstack([ms - table["min ms"].to_numpy(float), table["max ms"].to_numpy(float) - ms])
     bars = ax.bar(x, ms, yerr=yerr, capsize=4, color="tab:blue", alpha=0.85)
     for bar, value in zip(bars, ms):
-        ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center",
-                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value / 2), ha="center",
+                    va="center", fontsize=9, color="white")
     ax.set_xticks(x, table["variant"].astype(str).tolist())
     ax.set_xlabel("variant")
     ax.set_ylabel("milliseconds per step (median)")
