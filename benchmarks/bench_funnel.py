@@ -61,16 +61,23 @@ def recalls(found_i, found_d, exact_i, exact_d) -> tuple[float, float]:
 
 def evaluate(name, db_packed, q_packed, q_codes, configs, nflips, repeats) -> pd.DataFrame:
     """Time exhaustive faiss, funnel configurations and IndexBinaryHash on one database."""
-    n = len(db_packed)
     flat = faiss.IndexBinaryFlat(128)
     flat.add(db_packed)
     t0 = time.perf_counter()
     index = HammingIndex.from_packed(db_packed, 128)
     for stages, _ in configs:  # build the prefix tables once, outside the timings
-        funnel_search(index, q_codes[:1], K, stages, [n] * (len(stages) - 1))
+        funnel_search(index, q_codes[:1], K, stages, [K] * (len(stages) - 1))
     t_build = time.perf_counter() - t0
     hashed = faiss.IndexBinaryHash(128, 16)
     hashed.add(db_packed)
+
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def keep(label, fn):  # time fn and remember its last (distances, indices)
+        def run():
+            outputs[label] = fn()
+
+        return run
 
     fns = {"faiss IndexBinaryFlat (exhaustive)": lambda: flat.search(q_packed, K)}
     for stages, sizes in configs:
@@ -84,14 +91,12 @@ def evaluate(name, db_packed, q_packed, q_codes, configs, nflips, repeats) -> pd
             return hashed.search(q_packed, K)
 
         fns[f"faiss IndexBinaryHash(16 bits) nflip={nflip}"] = run_hash
-    times = median_times(fns, repeats=repeats)
+    times = median_times({label: keep(label, fn) for label, fn in fns.items()}, repeats, 0)
 
-    exact_d, exact_i = flat.search(q_packed, K)
+    exact_d, exact_i = outputs["faiss IndexBinaryFlat (exhaustive)"]
     rows = []
-    for label, fn in fns.items():
-        out = fn()
-        found_d, found_i = out if label.startswith("funnel") else (out[0], out[1])
-        found_d = np.where(found_i >= 0, found_d, np.iinfo(np.int32).max)
+    for label, (found_d, found_i) in outputs.items():
+        found_d = np.where(found_i >= 0, found_d, np.iinfo(np.int32).max)  # -1: not found
         r_ids, r_dist = recalls(found_i, found_d, exact_i, exact_d)
         rows.append(
             {
@@ -137,12 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
     q_packed, db_packed = pack_codes(codes.query_codes), pack_codes(codes.db_codes)
     print(f"codes: {codes.source}; {n_q} queries, {len(db_packed)} items")
 
-    def configs(n):
-        s1 = [max(2 * K, int(f * n)) for f in (0.01, 0.02, 0.035, 0.05, 0.08, 0.15, 0.3)]
-        return [((16, 64, 128), (s, max(K, s // 8))) for s in s1] + [
-            ((16, 32, 64, 128), (s1[3], max(K, s1[3] // 4), max(K, s1[3] // 16))),
-            ((32, 128), (s1[3],)),
-        ]
+    def configs(n, fractions=(0.01, 0.02, 0.035, 0.05, 0.08, 0.15), scan32=True):
+        s1 = [max(2 * K, int(f * n)) for f in fractions]
+        out = [((16, 64, 128), (s, max(K, s // 8))) for s in s1]
+        out.append(((16, 32, 64, 128), (s1[3], max(K, s1[3] // 4), max(K, s1[3] // 16))))
+        if scan32:  # a first stage of 32 bits scans every item (no bucket table)
+            out.append(((32, 128), (s1[3],)))
+        return out
 
     nflips = (0, 1, 2, 3)
     small = evaluate(
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         big_packed,
         q_packed[sub],
         codes.query_codes[sub],
-        configs(n_big),
+        configs(n_big, (0.01, 0.02, 0.035, 0.05, 0.08), scan32=False),
         nflips,
         max(1, repeats - 1),
     )

@@ -13,7 +13,8 @@ of relevant items, by counting rather than sorting:
   stable radix argsort of each query's ``uint8`` distances.
 
 Distances come from XOR + popcount on packed words, a small block of queries at a time, so
-memory stays at a few ``chunk x N_db`` byte arrays. Codes are +-1 (0/1 accepted), labels multi-hot 0/1; inputs may be numpy or torch.
+memory stays at a few ``chunk x N_db`` byte arrays. Codes are +-1 (0/1 accepted), labels
+multi-hot 0/1; inputs may be numpy or torch.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .validation import (
 TIES: tuple[str, ...] = ("average", "index")
 """Valid ``ties`` options: ``"average"`` (tie-aware expectation) and ``"index"`` (stable)."""
 
-_CHUNK_ELEMENTS = 1 << 19  # distances per block of queries (a few fit in cache)
+_CHUNK_ELEMENTS = 1 << 17  # distances per block of queries (XOR buffers stay in cache)
 _RELEVANCE_CACHE = 64  # relevance masks kept (one per distinct query label pattern)
 _GRID_ELEMENTS = 1 << 22  # rows x m-values per block of the hypergeometric sums
 
@@ -446,7 +447,7 @@ def mean_average_precision(
 
     ``ties="average"`` (default) returns the exact expectation over random orderings of
     equidistant items, ``ties="index"`` breaks ties by database index (stable sort).
-    ``chunk_size`` queries are processed at a time (default: about 512K distances a chunk).
+    ``chunk_size`` queries are processed at a time (default: about 128K distances a chunk).
     """
     return float(
         np.mean(average_precision(q_codes, db_codes, q_labels, db_labels, topk, ties, chunk_size))
@@ -492,7 +493,7 @@ def map_per_length(
     ties: str = "average",
     chunk_size: int | None = None,
 ) -> dict[int, float]:
-    """mAP at each length of ``bit_list``, reading prefixes of the longest codes: ``{bits: mAP}``."""
+    """mAP at each length of ``bit_list`` (prefixes of the longest codes): ``{bits: mAP}``."""
     check_choice(ties, TIES, "ties")
     return map_table(q_codes, db_codes, q_labels, db_labels, bit_list, topk, (ties,), chunk_size)[
         ties

@@ -22,8 +22,10 @@ from .metrics import _distance_block, _pack_words, _words_from_packed
 from .validation import check_bit_list, check_choice, check_codes, check_positive_int
 
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "numpy")
-_CHUNK_ELEMENTS = 1 << 19  # distances per block of queries in the numpy backend
-_FUNNEL_CHUNK = 256  # queries per block in funnel_search
+_CHUNK_ELEMENTS = 1 << 17  # distances per block of queries (XOR buffers stay in cache)
+_STEPS_BEFORE_HISTOGRAM = 12  # k-th distance search: unit steps up from the minimum
+_FUNNEL_CHUNK = 256  # at most this many queries per block in funnel_search
+_FUNNEL_ELEMENTS = 1 << 21  # and at most this many first-stage candidates per block
 _DIRECT_TABLE_BITS = 20  # first funnel stage up to this length: a table of 2^bits buckets
 
 
@@ -199,10 +201,20 @@ class HammingIndex:
 def _smallest(d: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` smallest of the small integers ``d``, ties by index, sorted.
 
-    Counting finds the k-th smallest value; a stable radix sort orders what lies within it.
+    The k-th smallest value is found by counting (stepping up from the minimum, which is
+    quick for small k; a histogram otherwise); a stable radix sort orders what lies within it.
     """
-    limit = np.searchsorted(np.cumsum(np.bincount(d)), k)
-    near = np.flatnonzero(d <= limit)
+    limit = int(d.min())
+    within = d <= limit
+    for _ in range(_STEPS_BEFORE_HISTOGRAM):
+        if np.count_nonzero(within) >= k:
+            break
+        limit += 1
+        within = d <= limit
+    else:
+        limit = int(np.searchsorted(np.cumsum(np.bincount(d)), k))
+        within = d <= limit
+    near = np.flatnonzero(within)
     return near[np.argsort(d[near], kind="stable")[:k]]
 
 
@@ -276,8 +288,9 @@ def funnel_search(
     q_packed = np.packbits(q > 0, axis=1)
     out_d = np.empty((q.shape[0], k), np.int32)
     out_i = np.empty((q.shape[0], k), np.int64)
-    for start in range(0, q.shape[0], _FUNNEL_CHUNK):
-        qp = q_packed[start : start + _FUNNEL_CHUNK]
+    step = max(1, min(_FUNNEL_CHUNK, _FUNNEL_ELEMENTS // sizes[0]))  # bound memory per block
+    for start in range(0, q.shape[0], step):
+        qp = q_packed[start : start + step]
         items = _first_stage(index, qp, stages[0], sizes[0])  # (rows, sizes[0]), visit order
         for j, bits in enumerate(stages):
             if j == 0 and len(stages) > 1:
