@@ -79,6 +79,11 @@ def test_recall_latency_plot():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["exhaustive", "funnel"]
     with pytest.raises(ValueError, match="recall"):
         plot_recall_latency(df.drop(columns="recall"))
+    shuffled = df.iloc[[0, 3, 1, 2]]
+    ax = plot_recall_latency(shuffled)  # joined in row order ...
+    assert ax.get_lines()[1].get_xdata().tolist() == [2.0, 0.5, 1.0]
+    ax = plot_recall_latency(shuffled, sort=True)  # ... or by latency
+    assert ax.get_lines()[1].get_xdata().tolist() == [0.5, 1.0, 2.0]
 
 
 def test_length_choice_marks_the_front():

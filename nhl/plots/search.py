@@ -65,19 +65,21 @@ def plot_recall_latency(
     method: str = "method",
     label: str | None = "label",
     logx: bool = True,
+    sort: bool = False,
 ):
-    """Recall against per-query latency, one line (sorted by latency) per search method.
+    """Recall against per-query latency, one line per search method.
 
     ``results`` has one row per measured setting with columns ``method``, ``latency_ms``,
     ``recall`` and optionally ``label`` (e.g. the shortlist size, written next to each point).
-    A method measured once (exhaustive search) is drawn as a single large marker.
+    Each method's points are joined in row order (e.g. growing shortlist or code length), or by
+    latency with ``sort=True``. A method measured once (exhaustive search) is a large star.
     """
     missing = [c for c in (x, y, method) if c not in results.columns]
     if missing:
         raise ValueError(f"results lack column(s) {missing}; it has {list(results.columns)}")
     ax = _axes(ax)
     for name, group in results.groupby(method, sort=False):
-        g = group.sort_values(x)
+        g = group.sort_values(x) if sort else group
         if len(g) == 1:
             ax.plot(g[x], g[y], marker="*", markersize=14, linestyle="none", label=str(name))
         else:
@@ -92,7 +94,7 @@ def plot_recall_latency(
     ax.set_xlabel("latency per query (ms" + (", log scale)" if logx else ")"))
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title("Recall against query latency")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return ax
 
 
@@ -163,6 +165,8 @@ def plot_distance_histogram(distances, relevant, bits: int, ax=None):
         raise ValueError(f"distances {d.shape} and relevant {rel.shape} must have the same length")
     if d.size and (d.min() < 0 or d.max() > bits):
         raise ValueError(f"distances must lie in 0..{bits} for {bits}-bit codes")
+    from matplotlib.ticker import MaxNLocator
+
     ax = _axes(ax)
     values = np.arange(int(bits) + 1)
     n_rel = np.bincount(d[rel].astype(np.int64), minlength=bits + 1)
@@ -174,6 +178,7 @@ def plot_distance_histogram(distances, relevant, bits: int, ax=None):
     ax.bar(values + shift, n_irr, width=width, color="C3", alpha=0.55,
            label=f"irrelevant ({int((~rel).sum())})")
     ax.set_xlim(-0.5, bits + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"Hamming distance ({bits} bits)")
     ax.set_ylabel("database items")
     ax.set_title("Distances from the query")
