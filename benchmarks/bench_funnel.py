@@ -38,6 +38,8 @@ from benchmarks.common import (
 from nhl.retrieval import HammingIndex, funnel_search, pack_codes
 
 K = 100
+FLAT = "faiss IndexBinaryFlat (exhaustive)"
+FLAT_1 = "faiss IndexBinaryFlat (exhaustive, 1 thread)"
 
 
 def flipped_database(packed: np.ndarray, n: int, flip: float, seed: int) -> np.ndarray:
@@ -79,7 +81,18 @@ def evaluate(name, db_packed, q_packed, q_codes, configs, nflips, repeats) -> pd
 
         return run
 
-    fns = {"faiss IndexBinaryFlat (exhaustive)": lambda: flat.search(q_packed, K)}
+    def flat_one_thread():
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return flat.search(q_packed, K)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    fns = {
+        FLAT: lambda: flat.search(q_packed, K),
+        FLAT_1: flat_one_thread,
+    }
     for stages, sizes in configs:
         fns[f"funnel {stages} shortlist {sizes}"] = lambda s=stages, z=sizes: funnel_search(
             index, q_codes, K, s, z
@@ -93,7 +106,8 @@ def evaluate(name, db_packed, q_packed, q_codes, configs, nflips, repeats) -> pd
         fns[f"faiss IndexBinaryHash(16 bits) nflip={nflip}"] = run_hash
     times = median_times({label: keep(label, fn) for label, fn in fns.items()}, repeats, 0)
 
-    exact_d, exact_i = outputs["faiss IndexBinaryFlat (exhaustive)"]
+    exact_d, exact_i = outputs[FLAT]
+    baseline = min(times[FLAT], times[FLAT_1])  # the faster faiss setting on this machine
     rows = []
     for label, (found_d, found_i) in outputs.items():
         found_d = np.where(found_i >= 0, found_d, np.iinfo(np.int32).max)  # -1: not found
@@ -103,7 +117,8 @@ def evaluate(name, db_packed, q_packed, q_codes, configs, nflips, repeats) -> pd
                 "database": name,
                 "method": label,
                 "seconds": times[label],
-                "speed-up vs flat": times["faiss IndexBinaryFlat (exhaustive)"] / times[label],
+                "speed-up vs flat": times[FLAT] / times[label],
+                "speed-up vs best flat": baseline / times[label],
                 "recall@100 (ids)": r_ids,
                 "recall@100 (dist)": r_dist,
             }
@@ -116,14 +131,17 @@ def evaluate(name, db_packed, q_packed, q_codes, configs, nflips, repeats) -> pd
 
 
 def best(table: pd.DataFrame) -> dict:
+    """Fastest funnel at recall@100 >= 0.95; the target is judged against the faster of faiss's
+    default threads and one thread (on a shared, loaded machine threads can slow faiss down)."""
     ok = table[table["method"].str.startswith("funnel") & (table["recall@100 (ids)"] >= 0.95)]
     if ok.empty:
         return {"met": False, "note": "no funnel configuration reached recall@100 >= 0.95"}
     row = ok.loc[ok["seconds"].idxmin()]
     return {
-        "met": bool(row["speed-up vs flat"] >= 3.0),
+        "met": bool(row["speed-up vs best flat"] >= 3.0),
         "method": row["method"],
-        "speed-up": float(row["speed-up vs flat"]),
+        "speed-up vs flat": float(row["speed-up vs flat"]),
+        "speed-up vs best flat": float(row["speed-up vs best flat"]),
         "recall@100 (ids)": float(row["recall@100 (ids)"]),
     }
 
@@ -175,7 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
     label = "synthetic" if codes.synthetic else "trained"
     for name, v in verdict.items():
         text = (
-            f"{v['method']}: {v['speed-up']:.2f}x faster at recall {v['recall@100 (ids)']:.3f}"
+            f"{v['method']}: {v['speed-up vs best flat']:.2f}x faster than the faster faiss "
+            f"setting ({v['speed-up vs flat']:.2f}x vs default threads) at recall "
+            f"{v['recall@100 (ids)']:.3f}"
             if "method" in v
             else v["note"]
         )

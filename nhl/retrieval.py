@@ -1,6 +1,6 @@
 """Hamming search over packed binary codes: exact k-NN, range search, nested funnel search.
 
-* :func:`pack_codes` / :func:`unpack_codes`: +-1 codes <-> ``np.packbits`` bytes (8 codes bits
+* :func:`pack_codes` / :func:`unpack_codes`: +-1 codes <-> ``np.packbits`` bytes (8 code bits
   per byte, first bit in the most significant position).
 * :class:`HammingIndex`: exact search with two interchangeable backends, ``"faiss"``
   (``faiss.IndexBinaryFlat``) and ``"numpy"`` (XOR + popcount on machine words, then a counting
