@@ -297,33 +297,34 @@ def funnel_search(
                 continue  # the first stage has already ranked and cut
             dist = _row_distances(index, qp, items, bits)
             if j == len(stages) - 1:  # the answer: order by (distance, database index)
-                by_index = np.argsort(items, axis=1)
-                items = np.take_along_axis(items, by_index, axis=1)
-                dist = np.take_along_axis(dist, by_index, axis=1)
-            best = np.argsort(dist, axis=1, kind="stable")[:, : sizes[j]]
+                key = np.sort(dist.astype(np.int64) * index.ntotal + items, axis=1)[:, :k]
+                dist, items = np.divmod(key, index.ntotal)
+                break
+            best = np.argsort(dist, axis=1, kind="stable")[:, : sizes[j]]  # radix sort
             items = np.take_along_axis(items, best, axis=1)
-            dist = np.take_along_axis(dist, best, axis=1)
         out_d[start : start + qp.shape[0]] = dist
         out_i[start : start + qp.shape[0]] = items
     return out_d, out_i
 
 
 def _prefix_words(index: HammingIndex, bits: int) -> np.ndarray:
-    """(N, W) words of the first ``bits`` bits of every database code (cached)."""
+    """(W, N) words of the first ``bits`` bits of every database code (cached)."""
     key = ("words", bits)
     if key not in index._funnel_cache:
-        index._funnel_cache[key] = np.ascontiguousarray(_words_from_packed(index.packed, bits))
+        index._funnel_cache[key] = np.ascontiguousarray(_words_from_packed(index.packed, bits).T)
     return index._funnel_cache[key]
 
 
 def _row_distances(index, q_packed, items, bits) -> np.ndarray:
     """(rows, S) distances at ``bits`` bits between query ``r`` and the items ``items[r]``."""
-    db = _prefix_words(index, bits)
+    db = _prefix_words(index, bits)  # (W, N), each word contiguous
     qw = _words_from_packed(q_packed, bits)
-    if db.shape[1] == 1:
-        return np.bitwise_count(db[items, 0] ^ qw[:, :1])
-    counts = np.bitwise_count(db[items] ^ qw[:, None, :])  # one gather of whole rows
-    return counts.sum(axis=2, dtype=np.uint8 if bits <= 255 else np.uint16)
+    dist = np.bitwise_count(np.take(db[0], items) ^ qw[:, :1])
+    if bits > 255:
+        dist = dist.astype(np.uint16)
+    for w in range(1, db.shape[0]):
+        dist += np.bitwise_count(np.take(db[w], items) ^ qw[:, w : w + 1])
+    return dist
 
 
 def _first_stage(index, q_packed, bits, size):
@@ -368,7 +369,7 @@ def _first_stage(index, q_packed, bits, size):
 
 def _first_stage_scan(index, q_packed, bits, size):
     """First stage without buckets: distances of every item's prefix, best ``size`` kept."""
-    db = np.ascontiguousarray(_prefix_words(index, bits).T)
+    db = _prefix_words(index, bits)
     qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
     step = max(1, _CHUNK_ELEMENTS // index.ntotal)
     items = np.empty((q_packed.shape[0], size), np.int64)
