@@ -7,6 +7,7 @@ axes and labels what it draws.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -38,7 +39,7 @@ def cosine_heatmaps(
     ncols = ncols or min(n, 4)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(2.6 * ncols + 0.8, 2.5 * nrows), squeeze=False, constrained_layout=True
+        nrows, ncols, figsize=(3.0 * ncols + 0.8, 2.8 * nrows), squeeze=False, constrained_layout=True
     )
     ticks = [str(b) for b in bit_list]
     im = None
@@ -58,7 +59,7 @@ def cosine_heatmaps(
             for i in range(K):
                 for j in range(K):
                     if i != j:
-                        ax.text(j, i, f"{mats[k, i, j]:.2f}", ha="center", va="center", fontsize=7)
+                        ax.text(j, i, f"{mats[k, i, j]:.2f}", ha="center", va="center", fontsize=6)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig
 
@@ -114,25 +115,23 @@ def conflict_picture(
     c = ni * pj[0]  # <g_i, g_j>
     if alpha is None:
         alpha = tau / -c if (c < 0 and -c > tau) else 1.0
-    ax = ax or plt.subplots(figsize=(5.5, 5))[1]
+    ax = ax or plt.subplots(figsize=(7.5, 4.5))[1]
     vecs = [
         (pi, names[0], "C0"),
         (pj, names[1], "C3"),
         (pi + pj, f"{names[0]} + {names[1]}", "0.4"),
         (pi + alpha * pj, f"{names[0]} + {alpha:.2f} {names[1]}", "C2"),
     ]
+    if alpha < 1:
+        vecs.insert(2, (alpha * pj, f"{alpha:.2f} {names[1]} (scaled)", "C1"))
     pts = np.vstack([np.zeros(2)] + [v for v, _, _ in vecs])
     span = np.abs(pts).max() * 1.15
     line = -tau / ni
-    ax.axvspan(-span, line, color="C3", alpha=0.08, label="forbidden for the scaled long gradient")
-    ax.axvline(line, color="C3", ls=":", lw=1.2, label=rf"$-\tau/\|{names[0]}\|$")
-    if alpha < 1:
-        ax.annotate("", xy=alpha * pj, xytext=pj,
-                    arrowprops=dict(arrowstyle="->", color="C2", ls="--", lw=1))
-        ax.quiver(0, 0, *(alpha * pj), angles="xy", scale_units="xy", scale=1, color="C2",
-                  alpha=0.5, width=0.006)
+    ax.axvspan(-span, line, color="C3", alpha=0.08, label="forbidden zone")
+    math_name = re.sub(r"_(\w+)", r"_{\1}", names[0])
+    ax.axvline(line, color="C3", ls=":", lw=1.2, label=rf"$-\tau_i/\|{math_name}\|$")
     for v, name, color in vecs:
-        ax.quiver(0, 0, *v, angles="xy", scale_units="xy", scale=1, color=color, width=0.012,
+        ax.quiver(0, 0, *v, angles="xy", scale_units="xy", scale=1, color=color, width=0.01,
                   label=name)
     ax.set_xlim(-span, span)
     ax.set_ylim(-span * 0.35, span)
@@ -141,7 +140,7 @@ def conflict_picture(
     ax.set_ylabel(f"orthogonal part of {names[1]}")
     cos = c / (ni * np.linalg.norm(pj)) if np.linalg.norm(pj) > 0 else float("nan")
     ax.set_title(f"cos = {cos:.2f}, alpha = {alpha:.2f}")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return ax
 
 
@@ -241,8 +240,8 @@ def beta_redraw(
     a2.axhline(0, color="k", lw=0.8)
     a2.set_xticks(x, [str(b) for b in bits[:-1]])
     a2.set_xlabel("shorter code i (bits)")
-    a2.set_ylabel(r"$\langle g_i, g_i + \sum_j \alpha_{ij} g_j\rangle / \|g_i\|^2$")
-    a2.set_title("Does the short code still descend?")
+    a2.set_ylabel("share of own descent kept")
+    a2.set_title(r"$\langle g_i, g_i + \sum_j \alpha_{ij} g_j\rangle / \|g_i\|^2$")
     lo = min(before.min(), after.min(), 1 - beta, 0.0)
     hi = max(before.max(), after.max(), 1.0)
     a2.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
