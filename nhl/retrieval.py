@@ -27,6 +27,7 @@ _STEPS_BEFORE_HISTOGRAM = 12  # k-th distance search: unit steps up from the min
 _FUNNEL_CHUNK = 256  # at most this many queries per block in funnel_search
 _FUNNEL_ELEMENTS = 1 << 21  # and at most this many first-stage candidates per block
 _DIRECT_TABLE_BITS = 20  # first funnel stage up to this length: a table of 2^bits buckets
+_FEW_BUCKETS = 8  # scan distinct prefixes when there are at most ntotal / this many
 
 
 # --------------------------------------------------------------------------- packing
@@ -328,42 +329,68 @@ def _row_distances(index, q_packed, items, bits) -> np.ndarray:
 
 
 def _first_stage(index, q_packed, bits, size):
-    """(rows, size) candidate items per query, by distance on the first ``bits`` bits."""
-    if bits > _DIRECT_TABLE_BITS:
-        return _first_stage_scan(index, q_packed, bits, size)
-    table = _bucket_table(index, bits)
+    """(rows, size) candidate items per query, by distance on the first ``bits`` bits.
+
+    Items are grouped by prefix value (buckets) and buckets are taken in increasing distance
+    from the query's prefix until ``size`` items are collected. For short prefixes (up to 20
+    bits) the buckets are found by enumerating flip masks by popcount (Hamming balls around
+    the query's prefix); for longer ones by scanning the distinct prefixes when they are few
+    (trained codes cluster); otherwise every item's prefix is scanned.
+    """
+    table = _bucket_table(index, bits) if bits <= 64 else None
+    if bits <= _DIRECT_TABLE_BITS:
+        return _expand(table, *_buckets_by_masks(table, q_packed, bits, size), size)
+    if table is not None and table.n_buckets <= index.ntotal // _FEW_BUCKETS:
+        return _expand(table, *_buckets_by_scan(table, q_packed, bits, size), size)
+    return _first_stage_scan(index, q_packed, bits, size)
+
+
+def _buckets_by_scan(table, q_packed, bits, size):
+    """(rows, buckets) in visiting order: distinct prefixes sorted by distance per query."""
+    qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
+    dist = _distance_block(qw, table.words, bits)  # (rows, n_buckets)
+    order = np.argsort(dist, axis=1, kind="stable")  # ties: bucket (prefix value) order
+    sizes = table.sizes[order]
+    cum = np.cumsum(sizes, axis=1, dtype=np.int64)
+    rows, col = np.nonzero(cum - sizes < size)  # buckets up to the one that fills the list
+    return rows, order[rows, col]
+
+
+def _buckets_by_masks(table, q_packed, bits, size):
+    """(rows, buckets) in visiting order: Hamming shells of radius 0, 1, ... around each
+    query's prefix, enumerated with flip masks, until the shortlist is full."""
     masks, ends = _flip_masks(bits)
     qv = _prefix_values(q_packed, bits)
-    n_rows = qv.size
-    # Visit buckets shell by shell (Hamming radius 0, 1, ...) around each query's prefix until
-    # its shortlist is full; a row stops at its own radius.
-    found = np.zeros(n_rows, np.int64)
-    pair_rows, pair_values = [], []
-    active = np.arange(n_rows)
+    found = np.zeros(qv.size, np.int64)
+    pair_rows, pair_buckets = [], []
+    active = np.arange(qv.size)
     for radius in range(bits + 1):
         shell = masks[ends[radius] : ends[radius + 1]]
-        values = qv[active, None] ^ shell[None, :]
-        sizes = table.sizes[values]
+        buckets = table.bucket_of_value[qv[active, None] ^ shell[None, :]]  # -1: empty
+        sizes = np.where(buckets >= 0, table.sizes[buckets], 0)
         cum = found[active, None] + np.cumsum(sizes, axis=1, dtype=np.int64)
-        # non-empty buckets up to (and including) the one that fills the shortlist
         r, col = np.nonzero((cum - sizes < size) & (sizes > 0))
-        pair_rows.append(active[r].astype(np.int32))
-        pair_values.append(values[r, col])
+        pair_rows.append(active[r])
+        pair_buckets.append(buckets[r, col])
         found[active] = cum[:, -1]
         active = active[found[active] < size]
         if active.size == 0:
             break
     rows = np.concatenate(pair_rows)
     order = np.argsort(rows, kind="stable")  # group by row, keep the visiting order
-    rows, values = rows[order], np.concatenate(pair_values)[order]
-    lens = table.sizes[values]
-    # items of each row's buckets before this one; take what still fits in the shortlist
-    row_start = np.cumsum(lens) - lens
-    first_pair = np.searchsorted(rows, np.arange(n_rows))
-    before = row_start - row_start[first_pair][rows]
+    return rows[order], np.concatenate(pair_buckets)[order]
+
+
+def _expand(table, rows, buckets, size):
+    """(rows, size) items of the given buckets (grouped by row, in visiting order), the last
+    bucket of each row cut so that exactly ``size`` items remain."""
+    n_rows = int(rows[-1]) + 1
+    lens = table.sizes[buckets]
+    row_start = np.cumsum(lens) - lens  # items of the row's earlier buckets
+    before = row_start - row_start[np.searchsorted(rows, np.arange(n_rows))][rows]
     take = np.clip(size - before, 0, lens)
     offsets = np.cumsum(take) - take
-    pos = np.arange(n_rows * size) + np.repeat(table.starts[values] - offsets, take)
+    pos = np.arange(n_rows * size) + np.repeat(table.starts[buckets] - offsets, take)
     return table.items[pos].reshape(n_rows, size)
 
 
@@ -381,18 +408,28 @@ def _first_stage_scan(index, q_packed, bits, size):
 
 
 class _BucketTable:
-    """Database items grouped by the integer value of their first ``bits`` bits."""
+    """Database items grouped by the value of their first ``bits`` (<= 64) bits."""
 
-    def __init__(self, values: np.ndarray, bits: int):
-        self.sizes = np.bincount(values, minlength=1 << bits).astype(np.int32)
+    def __init__(self, packed: np.ndarray, bits: int):
+        words = _words_from_packed(packed, bits)[:, 0]  # one word: bits <= 64
+        values, first, inverse, sizes = np.unique(
+            words, return_index=True, return_inverse=True, return_counts=True
+        )
+        self.n_buckets = values.size
+        self.sizes = sizes.astype(np.int64)
         self.starts = np.cumsum(self.sizes) - self.sizes
-        self.items = np.argsort(values, kind="stable").astype(np.int64)  # by bucket, then index
+        self.items = np.argsort(inverse.ravel(), kind="stable").astype(np.int64)
+        self.words = np.ascontiguousarray(words[first][None, :])  # (1, n_buckets)
+        self.bucket_of_value = None
+        if bits <= _DIRECT_TABLE_BITS:  # direct addressing by prefix value, -1 when empty
+            self.bucket_of_value = np.full(1 << bits, -1, np.int64)
+            self.bucket_of_value[_prefix_values(packed[first], bits)] = np.arange(values.size)
 
 
 def _bucket_table(index: HammingIndex, bits: int) -> _BucketTable:
     key = ("buckets", bits)
     if key not in index._funnel_cache:
-        index._funnel_cache[key] = _BucketTable(_prefix_values(index.packed, bits), bits)
+        index._funnel_cache[key] = _BucketTable(index.packed, bits)
     return index._funnel_cache[key]
 
 

@@ -204,3 +204,24 @@ def test_from_packed_matches_codes():
     np.testing.assert_array_equal(a[1], b[1])
     with pytest.raises(ValueError, match="shape"):
         HammingIndex.from_packed(packed, 24)
+
+
+@pytest.mark.parametrize(("direct_bits", "few"), [(20, 1), (0, 1), (0, 10**9)])
+def test_funnel_first_stage_paths(monkeypatch, direct_bits, few):
+    # Hamming balls of flip masks / scan of distinct prefixes / scan of every item
+    from nhl import retrieval
+
+    monkeypatch.setattr(retrieval, "_DIRECT_TABLE_BITS", direct_bits)
+    monkeypatch.setattr(retrieval, "_FEW_BUCKETS", few)
+    rng = np.random.default_rng(7)
+    q, db = tied_codes(rng, 500, 20, 64)
+    index = HammingIndex(db)
+    for stages in ((8, 64), (16, 32, 64)):
+        dist, idx = funnel_search(index, q, 25, stages, [500] * (len(stages) - 1))
+        expected_d, expected_i = brute_knn(q, db, 25)
+        np.testing.assert_array_equal(dist, expected_d)
+        np.testing.assert_array_equal(idx, expected_i)
+        dist, idx = funnel_search(index, q, 25, stages, [60] * (len(stages) - 1))
+        full = hamming_distances(q, db)
+        np.testing.assert_array_equal(dist, np.take_along_axis(full, idx, axis=1))
+        assert all(len(set(row)) == 25 for row in idx.tolist())
