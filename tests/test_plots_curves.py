@@ -89,6 +89,16 @@ def test_map_vs_bits_draws_the_map_columns():
         map_vs_bits(table, columns=["nope"])
 
 
+def test_map_vs_bits_error_bars():
+    table = pd.DataFrame({"nested mAP": [0.5, 0.6]}, index=[8, 16])
+    errors = pd.DataFrame({"nested mAP": [0.01, 0.02]}, index=[8, 16])
+    ax = map_vs_bits(table, errors=errors)
+    segments = ax.collections[0].get_segments()  # one vertical bar per length
+    np.testing.assert_allclose([seg[:, 1] for seg in segments], [[0.49, 0.51], [0.58, 0.62]])
+    with pytest.raises(ValueError, match="errors"):
+        map_vs_bits(table, errors=errors.iloc[:1])
+
+
 def _ablation_table():
     rows = []
     for variant, offset in (("plain", 0.0), ("nhl", 0.1)):
@@ -115,11 +125,18 @@ def test_ablation_pointplot_means_and_sd_bars():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "nhl"]
 
 
-def test_ablation_barplot_relative_to_reference():
+def test_ablation_barplot_relative_to_reference_is_paired_by_seed():
     ax = ablation_plot(_ablation_table(), kind="bar", relative_to="plain", order=["plain", "nhl"])
     heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_width() > 0)
     assert heights == [0.0, 0.0, 0.1, 0.1]
-    assert "plain" in ax.get_ylabel()
+    assert "plain" in ax.get_ylabel() and "same seed" in ax.get_ylabel()
+    # nhl - plain is exactly 0.1 at every seed: the paired error bars have zero length
+    bars = [ln for ln in ax.lines if len(ln.get_ydata()) == 8]
+    assert bars and all(np.ptp(np.asarray(ln.get_ydata())[[3, 4]]) < 1e-9 for ln in bars)
+    # without seeds, the reference mean per length is subtracted
+    no_seed = _ablation_table().drop(columns="seed")
+    ax = ablation_plot(no_seed, kind="bar", relative_to="plain", order=["plain", "nhl"])
+    assert "(mean)" in ax.get_ylabel()
 
 
 def test_ablation_plot_rejects_bad_tables():
@@ -225,3 +242,13 @@ def test_best_per_length_and_description_follow_the_numbers():
     assert "more than one std" in text.splitlines()[1]
     assert "- a: -0.0050 ± 0.0000 (worse); higher mean at 1 of 2 lengths, clearly better at 1, clearly worse at 1" in text
     assert "- b: +0.0000 ± 0.0100 (within noise)" in text
+
+
+def test_identical_variants_are_called_identical_and_tied():
+    t = _three_variants()
+    same = t[t.variant == "ref"].assign(variant="copy")
+    t = pd.concat([t[t.variant == "ref"], same], ignore_index=True)
+    d = paired_differences(t, reference="ref")
+    assert (d["verdict"] == "identical").all() and (d["diff"] == 0).all()
+    text = describe_ablation(t, reference="ref")
+    assert "tied with" in text and "(identical)" in text

@@ -118,11 +118,17 @@ def precision_at_n_plot(table: pd.DataFrame, ax=None):
     return ax
 
 
-def map_vs_bits(table: pd.DataFrame, columns: Sequence[str] | None = None, ax=None):
+def map_vs_bits(
+    table: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    errors: pd.DataFrame | None = None,
+    ax=None,
+):
     """mAP against code length (log2 axis), one line per column of ``table``.
 
     ``table``: index = bits; by default every column whose name ends in ``"mAP"`` is drawn
     (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.compare`).
+    ``errors``: same index and columns, drawn as +/- error bars (e.g. the std over seeds).
     """
     if not isinstance(table, pd.DataFrame) or table.empty:
         raise TypeError("table must be a non-empty DataFrame indexed by bits")
@@ -135,9 +141,17 @@ def map_vs_bits(table: pd.DataFrame, columns: Sequence[str] | None = None, ax=No
         raise ValueError(
             f"columns {missing or columns} not found; choose from {list(table.columns)}"
         )
+    if errors is not None:
+        bad = [c for c in columns if c not in getattr(errors, "columns", ())]
+        if bad or list(errors.index) != list(table.index):
+            raise ValueError("errors must be a DataFrame with the same index (bits) and columns as table")
     ax = _axes(ax)
     for i, col in enumerate(columns):
-        ax.plot(bits_list, table[col].to_numpy(float), marker="o", color=f"C{i}", label=str(col))
+        y = table[col].to_numpy(float)
+        ax.plot(bits_list, y, marker="o", color=f"C{i}", label=str(col))
+        if errors is not None:
+            ax.errorbar(bits_list, y, yerr=errors[col].to_numpy(float), fmt="none", ecolor=f"C{i}",
+                        capsize=3)
     _log2_bits_axis(ax, bits_list)
     ax.set_xlabel("code length (bits)")
     ax.set_ylabel("mAP")
@@ -158,8 +172,10 @@ def ablation_plot(
 
     ``table``: long format with columns ``variant``, ``seed``, ``bits`` and ``value`` (as
     :func:`nhl.studies.ablation` returns). ``kind``: ``"point"`` (seaborn pointplot) or
-    ``"bar"``. ``relative_to``: a variant whose mean (per length) is subtracted first, so
-    small differences are visible next to the large change of mAP with length.
+    ``"bar"``. ``relative_to``: a reference variant subtracted first, so small differences are
+    visible next to the large change of mAP with length; with a ``seed`` column the reference
+    of the *same seed* is subtracted (paired differences, the error bars are then the std of
+    those, as in :func:`paired_differences`), otherwise the reference's mean per length.
     """
     import seaborn as sns
 
@@ -176,9 +192,14 @@ def ablation_plot(
     if relative_to is not None:
         if relative_to not in set(data["variant"]):
             raise ValueError(f"relative_to={relative_to!r} is not a variant of the table")
-        ref = data[data["variant"] == relative_to].groupby("bits")[value].mean()
-        data[value] = data[value] - data["bits"].map(ref)
-        ylabel = f"{value} - mean of {relative_to}"
+        keys = ["seed", "bits"] if "seed" in data.columns else ["bits"]
+        ref = data[data["variant"] == relative_to].groupby(keys)[value].mean().rename("_ref")
+        data = data.join(ref, on=keys)
+        if data["_ref"].isna().any():
+            missing = sorted(set(map(tuple, data.loc[data["_ref"].isna(), keys].to_numpy().tolist())))
+            raise ValueError(f"relative_to={relative_to!r} has no value for {keys} = {missing[:5]}")
+        data[value] = data[value] - data.pop("_ref")
+        ylabel = f"{value} - {relative_to}" + (" (same seed)" if "seed" in keys else " (mean)")
     ax = _axes(ax, figsize=(7.0, 4.0))
     common = dict(data=data, x="bits", y=value, hue="variant", hue_order=variants,
                   order=sorted(data["bits"].unique()), errorbar="sd", ax=ax)
@@ -202,7 +223,9 @@ def _check_long_table(table, value: str, need_seed: bool = True) -> pd.DataFrame
     return table
 
 
-def _verdict(mean: float, std: float, n: int) -> str:
+def _verdict(mean: float, std: float, n: int, identical: bool = False) -> str:
+    if identical:
+        return "identical"
     if n < 2 or not np.isfinite(std):
         return "single seed"
     if mean > std:
@@ -218,8 +241,10 @@ def paired_differences(table: pd.DataFrame, reference: str = "plain", value: str
     Variants that share a seed share the initial weights, targets and batch order, so the
     per-seed difference removes most of the seed-to-seed noise. Rows: every (variant, bits)
     plus bits ``"mean"`` (the average over lengths, per seed). Columns: ``diff`` (mean over
-    seeds), ``std`` (of the per-seed differences), ``seeds``, ``verdict``: ``better`` /
-    ``worse`` when the mean difference exceeds one standard deviation, else ``within noise``.
+    seeds), ``std`` (of the per-seed differences), ``seeds``, ``verdict``: ``identical`` when
+    every per-seed difference is 0 (below 1e-12), ``better`` / ``worse`` when the mean
+    difference exceeds one standard deviation, ``single seed`` with one seed, else
+    ``within noise``.
     """
     _check_long_table(table, value)
     if reference not in set(table["variant"]):
@@ -242,7 +267,8 @@ def paired_differences(table: pd.DataFrame, reference: str = "plain", value: str
                 continue
             std = float(d.std(ddof=1)) if d.size > 1 else float("nan")
             rows.append({"variant": variant, "bits": bits, "diff": float(d.mean()), "std": std,
-                         "seeds": int(d.size), "verdict": _verdict(float(d.mean()), std, d.size)})
+                         "seeds": int(d.size),
+                         "verdict": _verdict(float(d.mean()), std, d.size, bool(np.all(np.abs(d) < 1e-12)))})
     return pd.DataFrame(rows).set_index(["variant", "bits"])
 
 
@@ -281,9 +307,12 @@ def describe_ablation(table: pd.DataFrame, reference: str = "plain", value: str 
     for bits, row in best.iterrows():
         text = f"- {bits} bits: **{row['best']}** ({row['best mean']:.4f})"
         if "runner-up" in row and isinstance(row["runner-up"], str):
-            clear = "more than" if row["clear"] else "less than"
-            text += (f", {row['gap']:+.4f} ahead of {row['runner-up']}, {clear} one std"
-                     " over seeds")
+            if abs(row["gap"]) < 1e-12:
+                text += f", tied with {row['runner-up']}"
+            else:
+                clear = "more than" if row["clear"] else "less than"
+                text += (f", {row['gap']:+.4f} ahead of {row['runner-up']}, {clear} one std"
+                         " over seeds")
         lines.append(text)
     lines.append("")
     lines.append(f"**Against `{reference}`** (same seed, averaged over lengths):")
