@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from .config import TrainConfig
-from .metrics import map_per_length
+from .metrics import map_table
 from .models import HashModel, build_model, encode_dataset
 from .paths import data_dir, runs_dir
 from .utils import atomic_torch_save, atomic_write, atomic_write_text
@@ -145,11 +145,10 @@ def evaluate(model: HashModel, splits, bit_list) -> tuple[dict, np.ndarray, np.n
     encode_seconds = time.perf_counter() - t0
     ql, dbl = splits.query.labels, splits.database.labels
     t0 = time.perf_counter()
-    tie = map_per_length(q, db, ql, dbl, bit_list, ties="average")
-    idx = map_per_length(q, db, ql, dbl, bit_list, ties="index")
+    both = map_table(q, db, ql, dbl, bit_list, ties=("average", "index"))  # one pass, two modes
     metrics = {
-        "map": {str(b): float(v) for b, v in tie.items()},
-        "map_index": {str(b): float(v) for b, v in idx.items()},
+        "map": {str(b): float(v) for b, v in both["average"].items()},
+        "map_index": {str(b): float(v) for b, v in both["index"].items()},
         "encode_seconds": encode_seconds,
         "map_seconds": time.perf_counter() - t0,
         "n_query": len(q),
