@@ -17,6 +17,46 @@ from .config import TrainConfig
 from .layer import DEFAULT_BITS, NestedHashLayer, binarize
 from .objective import NestedObjective, NonFiniteLossError, ObjectiveOutput
 
+# Submodules and names loaded on first use (``nhl.metrics``, ``nhl.mean_average_precision``...),
+# so ``import nhl`` stays light.
+_LAZY = {
+    "data": ("nhl.data", None),
+    "models": ("nhl.models", None),
+    "train": ("nhl.train", None),
+    "metrics": ("nhl.metrics", None),
+    "retrieval": ("nhl.retrieval", None),
+    "experiments": ("nhl.experiments", None),
+    "studies": ("nhl.studies", None),
+    "diagnostics": ("nhl.diagnostics", None),
+    "explorer": ("nhl.explorer", None),
+    "plots": ("nhl.plots", None),
+    "tutorial": ("nhl.tutorial", None),
+    "load_splits": ("nhl.data", "load_splits"),
+    "fit": ("nhl.train", "fit"),
+    "run": ("nhl.experiments", "run"),
+    "mean_average_precision": ("nhl.metrics", "mean_average_precision"),
+    "map_per_length": ("nhl.metrics", "map_per_length"),
+    "precision_recall_by_radius": ("nhl.metrics", "precision_recall_by_radius"),
+    "HammingIndex": ("nhl.retrieval", "HammingIndex"),
+    "funnel_search": ("nhl.retrieval", "funnel_search"),
+    "build_model": ("nhl.models", "build_model"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = importlib.import_module(module)
+        return value if attr is None else getattr(value, attr)
+    raise AttributeError(f"module 'nhl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
 try:
     __version__ = version("nhl")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -34,4 +74,5 @@ __all__ = [
     "losses",
     "weighting",
     "__version__",
+    *_LAZY,
 ]
