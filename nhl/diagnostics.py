@@ -291,6 +291,18 @@ def _pairs(bits: Sequence[int]) -> list[tuple[int, int]]:
     return [(i, j) for i in range(len(bits)) for j in range(i + 1, len(bits))]
 
 
+def _inner_and_overlap_norms(grads: torch.Tensor, bits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``c_ij`` and ``||g_j||`` on rows ``1..L_i`` (both K x K; used for i < j)."""
+    from .weighting import overlap_inner_products
+
+    g = grads.detach().double().reshape(len(bits), bits[-1], -1)
+    c = overlap_inner_products(g, bits).cpu().numpy()
+    sq = (g * g).sum(dim=2).cumsum(dim=1)  # (K, L_K): squared norm of rows 1..r
+    rows = torch.tensor(bits, device=g.device) - 1
+    ov = sq[:, rows].sqrt().T.cpu().numpy()  # ov[i, j] = ||g_j|| on rows 1..L_i
+    return c, ov
+
+
 class GradientRecorder:
     """``step_callback`` for :func:`nhl.train.fit` that records gradient conflicts every few steps.
 
@@ -301,14 +313,17 @@ class GradientRecorder:
     * ``cos_{a}_{b}``: cosine of the a- and b-bit gradients on their shared rows (METHOD.md 3);
     * ``alpha_{a}_{b}``: the dominance rule's alpha at this run's ``beta``/``norm`` (computed here
       when the run does not use the rule), ``min_alpha`` and ``anti_domination`` (any alpha < 1);
+    * ``c_{a}_{b}`` (inner product on the shared rows) and ``ovnorm_{a}_{b}`` (norm of the b-bit
+      gradient on the a-bit rows): enough to redraw any recorded pair in 2-D (:func:`pair_plane`);
     * ``weight_{b}`` (weights used by the run), ``rule_weight_{b}`` (what the rule would give),
       ``norm_{b}`` (||g_b||), ``loss_{b}``;
     * with ``probe=(x, y, idx)`` and ``objective``: ``bb_cos_{a}_{b}``, the cosines of the
       per-length gradients w.r.t. the backbone's last linear layer on that fixed batch.
 
     ``strongest`` keeps the per-length gradients of the recorded step with the strongest
-    conflict (smallest alpha, then most negative cosine), for pictures such as
-    :func:`nhl.plots.gradients.conflict_picture`.
+    conflict (smallest alpha, then most negative cosine). With ``keep_grads=True``, ``kept`` maps
+    the ``iteration`` of every recorded step where the rule fires to its gradients (K x L_K x d
+    floats each: mind the memory on long runs); pick one with :func:`pick_conflict`.
     """
 
     def __init__(
@@ -320,6 +335,7 @@ class GradientRecorder:
         probe: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         objective: nn.Module | None = None,
         layer: nn.Module | None = None,
+        keep_grads: bool = False,
     ):
         self.bit_list = check_bit_list(bit_list)
         self.every = check_positive_int(every, "every")
@@ -330,6 +346,8 @@ class GradientRecorder:
                 "pass both probe=(x, y, idx) and objective=... to record backbone cosines, or neither"
             )
         self.probe, self.objective, self.layer = probe, objective, layer
+        self.keep_grads = bool(keep_grads)
+        self.kept: dict[int, torch.Tensor] = {}
         self.rows: list[dict] = []
         self.calls = 0
         self.strongest: dict | None = None
@@ -356,6 +374,10 @@ class GradientRecorder:
         row: dict = {"epoch": epoch, "step": step, "iteration": iteration}
         row.update({f"cos_{bits[i]}_{bits[j]}": cos_np[i, j] for i, j in pairs})
         row.update({f"alpha_{bits[i]}_{bits[j]}": a_np[i, j] for i, j in pairs})
+        if grads is not None:
+            c, ov = _inner_and_overlap_norms(grads, bits)
+            row.update({f"c_{bits[i]}_{bits[j]}": c[i, j] for i, j in pairs})
+            row.update({f"ovnorm_{bits[i]}_{bits[j]}": ov[i, j] for i, j in pairs})
         min_alpha = float(min((a_np[i, j] for i, j in pairs), default=1.0))
         min_cos = float(min((cos_np[i, j] for i, j in pairs), default=1.0))
         row["min_alpha"] = min_alpha
@@ -378,6 +400,8 @@ class GradientRecorder:
             bb = bb.double().cpu().numpy()
             row.update({f"bb_cos_{bits[i]}_{bits[j]}": bb[i, j] for i, j in pairs})
         self.rows.append(row)
+        if self.keep_grads and grads is not None and row["anti_domination"]:
+            self.kept[iteration] = grads.detach().cpu().clone()
         score = (min_alpha, min_cos)
         if grads is not None and score < self._score:
             self._score = score
@@ -392,6 +416,42 @@ class GradientRecorder:
     def frame(self) -> pd.DataFrame:
         """The recorded rows as a DataFrame (one row per recorded step)."""
         return pd.DataFrame(self.rows)
+
+
+def pair_plane(row: pd.Series, short: int, long: int) -> np.ndarray:
+    """2-D coordinates (as :func:`project_pair`) of a recorded pair, from one recorder row.
+
+    Uses ``norm_{short}``, ``c_{short}_{long}`` and ``ovnorm_{short}_{long}``: ``g_i`` on the x axis at
+    ``||g_i||``, ``g_j`` at ``(c / ||g_i||, sqrt(||g_j||^2 - (c / ||g_i||)^2))``.
+    """
+    ni = float(row[f"norm_{short}"])
+    if not ni > 0:
+        raise ValueError(f"the {short}-bit gradient is zero in this row; pick another step")
+    x = float(row[f"c_{short}_{long}"]) / ni
+    y = float(np.sqrt(max(float(row[f"ovnorm_{short}_{long}"]) ** 2 - x * x, 0.0)))
+    return np.array([[ni, 0.0], [x, y]])
+
+
+def pick_conflict(frame: pd.DataFrame, alpha: float = 0.5) -> tuple[int, int, int] | None:
+    """A representative recorded conflict: ``(row label, short bits, long bits)`` or ``None``.
+
+    Among the (step, pair) cases where the rule fired on the pair itself (``alpha < 1`` and
+    ``c < 0``, not only through the cap), the one whose alpha is
+    closest to ``alpha`` and whose two gradients have the most similar norms on the shared rows
+    (both on a log scale), so a 2-D picture shows both arrows. ``None`` when the rule never fired.
+    """
+    best, best_score = None, np.inf
+    for a, b, col in pair_columns(frame, "alpha"):
+        al = frame[col].to_numpy(dtype=float)
+        ratio = frame[f"ovnorm_{a}_{b}"].to_numpy(dtype=float) / frame[f"norm_{a}"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.abs(np.log(al / alpha)) + np.abs(np.log(ratio))
+        opposed = frame[f"c_{a}_{b}"].to_numpy(dtype=float) < 0  # not merely capped
+        score = np.where((al < 1) & opposed & np.isfinite(score), score, np.inf)
+        k = int(np.argmin(score))
+        if score[k] < best_score:
+            best, best_score = (frame.index[k], a, b), score[k]
+    return best
 
 
 def pair_columns(frame: pd.DataFrame, prefix: str = "cos") -> list[tuple[int, int, str]]:

@@ -16,6 +16,8 @@ from nhl.diagnostics import (
     last_linear,
     layer_gradients,
     overlap_pair,
+    pair_plane,
+    pick_conflict,
     project_pair,
     to_matrices,
     weighting_steps,
@@ -186,7 +188,7 @@ def _output(grads, weights=None, K=3):
 
 
 def test_recorder_rows_every_n_steps_and_conflicts():
-    rec = GradientRecorder(BITS, every=2)
+    rec = GradientRecorder(BITS, every=2, keep_grads=True)
     calm = torch.zeros(3, 8, 1)
     calm[0, :2], calm[1, :4], calm[2] = 1.0, 1.0, 1.0
     fight = calm.clone()
@@ -202,6 +204,13 @@ def test_recorder_rows_every_n_steps_and_conflicts():
     assert f.loc[0, "weight_4"] == 1.0 and f.loc[1, "rule_weight_4"] < 1
     assert f.loc[0, "loss_8"] == 2.0
     assert rec.strongest["iteration"] == 2 and torch.equal(rec.strongest["grads"], fight)
+    assert list(rec.kept) == [2] and torch.equal(rec.kept[2], fight)
+    assert f.loc[1, "c_2_4"] == pytest.approx(-6.0) and f.loc[1, "ovnorm_2_4"] == pytest.approx(np.sqrt(18))
+    assert f.loc[1, "ovnorm_4_8"] == pytest.approx(2.0)
+    gi, gj = overlap_pair(fight, BITS, 2, 4)
+    assert np.allclose(pair_plane(f.loc[1], 2, 4), project_pair(gi, gj))
+    assert pick_conflict(f) == (1, 2, 4)
+    assert pick_conflict(f.iloc[[0, 2]]) is None  # the rule never fired there
     rates = conflict_rates(f)
     row = rates[(rates["short"] == 2) & (rates["long"] == 4)].iloc[0]
     assert row["negative cosine"] == pytest.approx(1 / 3) and row["alpha < 1"] == pytest.approx(1 / 3)

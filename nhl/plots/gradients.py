@@ -59,7 +59,9 @@ def cosine_heatmaps(
             for i in range(K):
                 for j in range(K):
                     if i != j:
-                        ax.text(j, i, f"{mats[k, i, j]:.2f}", ha="center", va="center", fontsize=6)
+                        v = mats[k, i, j]
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="w" if abs(v) > 0.6 else "k")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig
 
