@@ -451,7 +451,10 @@ def test_normalization_options(tmp_path):
 
 
 def test_names_protocols_and_errors(tmp_path):
-    assert data.available() == ["fashion-mnist", "cifar10", "digits", "image-list"]
+    assert data.available() == [
+        "fashion-mnist", "cifar10", "digits", "image-list",
+        "fashion-mnist-100", "fashion-mnist-multilabel",
+    ]
     assert data.protocols("cifar10") == ["cifar10", "cifar10-1", "cifar10-2", "quick"]
     assert data.protocols("fashion-mnist") == ["default", "quick"]
     with pytest.raises(ValueError, match="fashion-mnist.*digits"):

@@ -4,9 +4,12 @@
 >>> images, labels, positions = splits.train.get_batch(torch.arange(64))          # doctest: +SKIP
 
 Datasets (:func:`available`): ``fashion-mnist`` (default), ``cifar10``, ``digits`` (scikit-learn,
-no download) and ``image-list`` (DeepHash-style list files). Protocols per dataset:
-:func:`protocols`; see :mod:`nhl.data.splits` for what the fields mean and how split index
-files are checked.
+no download), ``image-list`` (DeepHash-style list files), and two offline stand-ins composed from
+real Fashion-MNIST images (:mod:`nhl.data.composite`, METHOD.md section 5):
+``fashion-mnist-100`` (pairs side by side, 100 classes, like ImageNet-100, mAP@1000) and
+``fashion-mnist-multilabel`` (2 x 2 mosaics, multi-label, like NUS-WIDE / MS-COCO, mAP@5000).
+Protocols per dataset: :func:`protocols`; see :mod:`nhl.data.splits` for what the fields mean
+and how split index files are checked. :func:`map_topk` gives each dataset's usual mAP cut-off.
 
 Normalisation (``normalization=`` option): ``"train"`` (default for in-memory datasets: the
 per-channel mean/std of the ``train`` split's pixels in [0, 1], shared by all four splits),
@@ -36,6 +39,7 @@ from .splits import (
 
 __all__ = [
     "DEFAULT_PROTOCOL",
+    "MAP_TOPK",
     "PROTOCOLS",
     "FullData",
     "HashDataset",
@@ -48,12 +52,18 @@ __all__ = [
     "load_split_file",
     "load_splits",
     "make_split_indices",
+    "map_topk",
     "protocols",
     "save_split_file",
     "split_file_path",
 ]
 
-#: Named protocols of every dataset (METHOD.md section 5 for CIFAR-10).
+#: Named protocols of every dataset (METHOD.md section 5 for CIFAR-10). The composite datasets
+#: query with their own query items (``None``): their pieces appear in no other item.
+#: ``fashion-mnist-100``: 110 training-pool items per class = 100 train + 10 val (1/11), database
+#: every non-query item (68,000; training items included, as in ImageNet-100).
+#: ``fashion-mnist-multilabel`` is not stratified: 550 "per class" x 10 = 5,500 random mosaics =
+#: 5,000 train + 500 val, database every non-query mosaic (32,000).
 PROTOCOLS: dict[str, dict[str, Protocol]] = {
     "fashion-mnist": {
         "default": Protocol("default", 100, 500, "rest"),
@@ -73,6 +83,14 @@ PROTOCOLS: dict[str, dict[str, Protocol]] = {
         "lists": Protocol("lists", None, None, "given"),
         "quick": Protocol("quick", 20, 100, 3000),
     },
+    "fashion-mnist-100": {
+        "default": Protocol("default", None, 110, "rest", val_fraction=1 / 11),
+        "quick": Protocol("quick", None, 22, 3000, val_fraction=1 / 11),
+    },
+    "fashion-mnist-multilabel": {
+        "default": Protocol("default", None, 550, "rest", val_fraction=1 / 11),
+        "quick": Protocol("quick", None, 110, 3000, val_fraction=1 / 11),
+    },
 }
 
 DEFAULT_PROTOCOL = {
@@ -80,6 +98,20 @@ DEFAULT_PROTOCOL = {
     "cifar10": "cifar10",
     "digits": "default",
     "image-list": "lists",
+    "fashion-mnist-100": "default",
+    "fashion-mnist-multilabel": "default",
+}
+
+#: The literature's mAP cut-off per dataset (``None``: mAP@ALL); METHOD.md section 5. The
+#: composite datasets follow the benchmarks they stand in for: ImageNet-100 (mAP@1000) and
+#: NUS-WIDE / MS-COCO (mAP@5000). Image lists hold any of those, so no fixed cut-off.
+MAP_TOPK: dict[str, int | None] = {
+    "fashion-mnist": None,
+    "cifar10": None,
+    "digits": None,
+    "image-list": None,
+    "fashion-mnist-100": 1000,
+    "fashion-mnist-multilabel": 5000,
 }
 
 #: Dataset names that are shorthand for (dataset, protocol).
@@ -91,6 +123,8 @@ _OPTIONS = {
     "cifar10": (),
     "digits": (),
     "image-list": ("list_dir", "image_root", "image_size", "class_names"),
+    "fashion-mnist-100": ("build_seed",),
+    "fashion-mnist-multilabel": ("build_seed",),
 }
 
 
@@ -104,6 +138,12 @@ def protocols(name: str) -> list[str]:
     name, _ = _resolve_name(name, None)
     default = DEFAULT_PROTOCOL[name]
     return [default, *[p for p in PROTOCOLS[name] if p != default]]
+
+
+def map_topk(name: str) -> int | None:
+    """The usual mAP cut-off K for dataset ``name`` (``None`` = mAP@ALL); aliases resolve."""
+    name, _ = _resolve_name(name, None)
+    return MAP_TOPK[name]
 
 
 def _resolve_name(name: str, protocol) -> tuple[str, object]:
@@ -152,6 +192,10 @@ def load_full(
         from .fashion_mnist import load_fashion_mnist
 
         return load_fashion_mnist(root, download)
+    if name in ("fashion-mnist-100", "fashion-mnist-multilabel"):
+        from .composite import load_composite
+
+        return load_composite(name, root, download, **options)
     if name == "cifar10":
         from .cifar import load_cifar10
 
@@ -209,8 +253,10 @@ def load_splits(
     :func:`nhl.paths.data_dir` (``$NHL_DATA`` or the project's ``data/``). ``protocol``
     is a name from :func:`protocols` (default: the dataset's standard protocol) or a
     :class:`Protocol`. ``download`` lets torchvision fetch missing files. ``options``:
-    ``normalization`` (see the module docstring) and, for ``image-list``, ``list_dir``,
-    ``image_root``, ``image_size``, ``class_names``. ``"cifar10-1"``/``"cifar10-2"`` as
+    ``normalization`` (see the module docstring); for ``image-list``, ``list_dir``,
+    ``image_root``, ``image_size``, ``class_names``; for ``fashion-mnist-100`` and
+    ``fashion-mnist-multilabel``, ``build_seed`` (default 0; the composed data is cached in
+    ``{root}/{name}/build-seed{seed}.npz``). ``"cifar10-1"``/``"cifar10-2"`` as
     ``name`` are shorthand for ``cifar10`` with that protocol.
     """
     name, protocol = _resolve_name(name, protocol)

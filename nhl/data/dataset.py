@@ -330,6 +330,8 @@ class FullData:
 
     ``partitions`` holds the dataset's own train/test (and, for image lists, database) index
     sets; ``identity`` is a short string that changes when the underlying data does.
+    ``pieces``: for datasets composed from other images (``nhl.data.composite``), the source
+    indices of each item's pieces, ``(N, n_pieces)``; ``None`` otherwise.
     """
 
     name: str
@@ -342,6 +344,7 @@ class FullData:
     multi_label: bool = False
     normalization: str = "train"
     file_tag: str = ""
+    pieces: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.file_tag:

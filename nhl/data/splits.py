@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..utils import atomic_write
 from .dataset import FullData, HashDataset, _take, channel_stats
 
 __all__ = [
@@ -276,18 +277,9 @@ def split_file_path(root: str | Path, tag: str, protocol_name: str, seed: int) -
 
 def save_split_file(path: str | Path, indices: dict[str, np.ndarray], meta: dict) -> Path:
     """Write the index arrays and a JSON ``meta`` record atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(indices[k], dtype=np.int64) for k in SPLIT_KEYS}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    meta_array = np.array(json.dumps(meta, sort_keys=True))
+    return atomic_write(Path(path), lambda f: np.savez(f, meta=meta_array, **arrays))
 
 
 def load_split_file(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
