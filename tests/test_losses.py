@@ -590,3 +590,43 @@ def test_nested_losses_train_on_nested_layer_outputs():
     total = sum(f(h, y, torch.arange(5)) for f, h in zip(losses, layer(z)))
     total.backward()
     assert torch.isfinite(layer.weight.grad).all() and layer.weight.grad.abs().sum() > 0
+
+
+def test_spread_centres_use_their_length():
+    spread = T.nested_csq_centers(10, BITS, design="hadamard")
+    rows = T.nested_csq_centers(10, BITS, design="sylvester")
+    # rows 0..9 of H_128: every bit after the 16th repeats one of the first 16
+    assert T.distinct_splits(rows) == 16
+    assert torch.equal(rows[:, 16:32], rows[:, :16])
+    assert T.distinct_splits(spread) >= 64
+    assert not torch.equal(spread[:, 16:32], spread[:, :16])
+    assert torch.equal(T.nested_csq_centers(10, BITS), spread)  # the default
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 256), st.sets(st.sampled_from([4, 8, 16, 32, 64, 128]), min_size=1, max_size=5))
+def test_spread_centres_keep_every_prefix_distance(n_classes, lengths):
+    bit_list = tuple(sorted(lengths))
+    if 2 * bit_list[-1] < n_classes:
+        with pytest.raises(ValueError, match="design='random'"):
+            T.nested_csq_centers(n_classes, bit_list, design="hadamard")
+        return
+    spread = T.nested_csq_centers(n_classes, bit_list, design="hadamard")
+    rows = T.nested_csq_centers(n_classes, bit_list, design="sylvester")
+    assert T.distinct_splits(spread) >= T.distinct_splits(rows)
+    for bits in bit_list:
+        assert prefix_report(spread[:, :bits], bits) == prefix_report(rows[:, :bits], bits)
+        assert T.min_pairwise_hamming(spread[:, :bits]) == T.min_pairwise_hamming(rows[:, :bits])
+
+
+def test_random_design_and_bad_design():
+    c = T.nested_csq_centers(100, BITS, T.make_generator(0), design="random")
+    for bits in BITS:
+        assert (c[:, :bits].sum(1) == 0).all()
+    assert prefix_report(c, 16)[0] == 100  # every class its own 16-bit centre
+    with pytest.raises(ValueError, match="centre design"):
+        T.nested_csq_centers(10, BITS, design="nope")
+    with pytest.raises(ValueError, match="center_design"):
+        L.build_nested("csq", BITS, 10, 20, center_design="nope")
+    built = L.build_nested("csq", BITS, 10, 20, center_design="sylvester")
+    assert torch.equal(built[-1].centers, T.nested_csq_centers(10, BITS, design="sylvester"))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..validation import check_bit_list
+from ..validation import check_bit_list, check_choice
 from . import targets
 from .base import HashLoss, MemoryBank, pairwise_similarity
 from .csq import CSQLoss
@@ -84,6 +84,7 @@ def build_nested(
     n_train: int,
     nested_targets: bool = True,
     seed: int = 0,
+    center_design: str = "auto",
     **hyper: Any,
 ) -> nn.ModuleList:
     """One loss per length of ``bit_list`` (each with its own bank / centers), as a ModuleList.
@@ -96,7 +97,8 @@ def build_nested(
       short code *is* the prefix of the long one, so prefix targets are the only choice that
       does not ask the shared bits to move towards two different targets at once
       (METHOD.md section 2). An explicit ``centers=`` / ``targets=`` of shape (C, L_K) is
-      sliced the same way.
+      sliced the same way. ``center_design`` picks CSQ's construction (``"auto"``,
+      ``"hadamard"``, ``"sylvester"``, ``"random"``; see :func:`targets.nested_csq_centers`).
     * ``False``: each length draws its own (the public reference code's behaviour), from a seed
       derived from ``seed`` and the length. Kept for the comparison in the tutorial.
 
@@ -105,6 +107,7 @@ def build_nested(
     """
     cls = _lookup(name)
     bits = check_bit_list(bit_list)
+    check_choice(center_design, targets.CENTER_DESIGNS, "center_design")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     key = _TARGET_KEY.get(cls.name)
@@ -125,7 +128,7 @@ def build_nested(
         full = torch.as_tensor(full)
     else:
         if cls.name == "csq":
-            full = targets.nested_csq_centers(n_classes, bits, gen)
+            full = targets.nested_csq_centers(n_classes, bits, gen, design=center_design)
         else:
             full = targets.nested_dpn_targets(n_classes, bits, hyper.get("p", 0.5), gen)
     tie = hyper.pop("tie_break", None)

@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather_rows, gathering_banks
 from ..validation import check_positive_int
 
 
@@ -115,6 +118,24 @@ class HashLoss(nn.Module):
         )
 
     # -- memory bank -------------------------------------------------------------------------
+    def bank_value(self, u: torch.Tensor) -> torch.Tensor:
+        """What the bank stores for raw outputs ``u`` (the outputs themselves by default)."""
+        return u
+
+    @torch.no_grad()
+    def fill_bank(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
+        """Write the outputs ``u`` of items ``idx`` (a refresh from the current network).
+
+        :func:`nhl.train.fit` calls this for the whole training split before each epoch, so
+        the bank never holds outputs of an older network than the epoch's start (see
+        ``TrainConfig.bank_refresh``). Works in any mode; a loss without a bank ignores it.
+        """
+        if self.bank is None:
+            return
+        u, y, idx = self.check_inputs(u, y, idx)
+        self._check_idx_range(idx)
+        self.bank.write(self.bank_value(u), y, idx)
+
     @property
     def U(self) -> torch.Tensor:
         if self.bank is None:
@@ -144,7 +165,10 @@ class HashLoss(nn.Module):
                     "(positions in the training split) in training mode"
                 )
             self._check_idx_range(idx)
-            self.bank.write(u_store, y, idx)
+            if gathering_banks():  # several processes: every bank gets the global batch
+                self.bank.write(*gather_rows(u_store, y, idx))
+            else:
+                self.bank.write(u_store, y, idx)
         elif not bool(self.bank.filled.any()):
             store = u_store.detach()
             return store, y, torch.ones(store.shape[0], dtype=store.dtype, device=store.device)
@@ -211,6 +235,21 @@ class HashLoss(nn.Module):
     def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def nested_terms(
+        cls, losses: Sequence[HashLoss], outputs: Sequence[torch.Tensor], y: torch.Tensor,
+        idx: torch.Tensor | None,
+    ) -> list[torch.Tensor] | None:
+        """All K losses of a nested layer at once, or ``None`` (then each is called in turn).
+
+        ``losses[k]`` (all of this class) is applied to ``outputs[k]``; the result must equal
+        ``[losses[k](outputs[k], y, idx) for k]`` and each term must depend only on its own
+        ``outputs[k]``. Subclasses whose loss is a mean of elementwise terms batch the K
+        lengths into one computation (:func:`stack_prefixes`), which removes most of the
+        per-length overhead of a nested step.
+        """
+        return None
+
     def extra_repr(self) -> str:
         hyper = ", ".join(
             f"{k}={v}"
@@ -220,6 +259,23 @@ class HashLoss(nn.Module):
         return f"bits={self.bits}, n_classes={self.n_classes}, n_train={self.n_train}" + (
             f", {hyper}" if hyper else ""
         )
+
+
+def concat_prefixes(outputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The K outputs (B x L_k) side by side, ``(B, sum_k L_k)``, and a (sum_k L_k, K) matrix
+    whose column k averages length k's block: ``(elementwise.sum(0) @ avg)[k]`` is the mean
+    of an elementwise term over ``outputs[k]``. Gradients reach each ``outputs[k]``.
+    """
+    cat = torch.cat(list(outputs), dim=1)
+    lens = tuple(int(o.shape[1]) for o in outputs)
+    return cat, _block_means(lens, int(cat.shape[0]), cat.device, cat.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _block_means(lens: tuple[int, ...], batch: int, device, dtype) -> torch.Tensor:
+    seg = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(lens))
+    avg = F.one_hot(seg, len(lens)).double() / (batch * torch.tensor(lens, dtype=torch.float64))
+    return avg.to(device=device, dtype=dtype)
 
 
 def check_nonnegative(value: Any, name: str, allow_none: bool = False) -> float | None:

@@ -7,8 +7,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import HashLoss, check_nonnegative, check_pm1_matrix
-from .targets import csq_centers, label_targets, make_generator, random_sign_vector
+from .base import HashLoss, check_nonnegative, check_pm1_matrix, concat_prefixes
+from .targets import (
+    concat_label_targets,
+    csq_centers,
+    label_targets,
+    make_generator,
+    random_sign_vector,
+)
 
 
 class CSQLoss(HashLoss):
@@ -57,3 +63,17 @@ class CSQLoss(HashLoss):
         t = self.targets_for(y)
         center = F.binary_cross_entropy_with_logits(2 * u, (t + 1) / 2)
         return center + self.lam * (torch.tanh(u).abs() - 1).pow(2).mean()
+
+    @classmethod
+    def nested_terms(cls, losses, outputs, y, idx):
+        """The K lengths' losses in one elementwise pass over the outputs side by side.
+
+        With t = +-1, BCE(2u, (t + 1)/2) = softplus(-2 u t): one transcendental per entry.
+        """
+        u, y, idx = losses[-1].check_inputs(outputs[-1], y, idx)
+        U, avg = concat_prefixes(outputs)
+        T = concat_label_targets(y, [f.centers for f in losses], [f.tie_break for f in losses])
+        lam = U.new_tensor([f.lam for f in losses])
+        center = F.softplus(-2 * U * T).sum(0) @ avg
+        quant = (torch.tanh(U).abs() - 1).pow(2).sum(0) @ avg
+        return list((center + lam * quant).unbind(0))

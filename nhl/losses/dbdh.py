@@ -29,8 +29,11 @@ class DBDHLoss(HashLoss):
         super().__init__(bits, n_classes, n_train, **hyper)
         self.alpha = check_nonnegative(self.hyper["alpha"], "alpha")
 
+    def bank_value(self, u: torch.Tensor) -> torch.Tensor:
+        return u.clamp(-1, 1)
+
     def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        v = u.clamp(-1, 1)
+        v = self.bank_value(u)
         bank_v, bank_y, weight = self.bank_reference(v, y, idx)
         theta = 0.5 * v @ bank_v.T
         pair = pairwise_logistic(theta, pairwise_similarity(y, bank_y))

@@ -6,8 +6,15 @@ from typing import Any
 
 import torch
 
-from .base import HashLoss, check_nonnegative, check_pm1_matrix
-from .targets import check_p, dpn_targets, label_targets, make_generator, random_sign_vector
+from .base import HashLoss, check_nonnegative, check_pm1_matrix, concat_prefixes
+from .targets import (
+    check_p,
+    concat_label_targets,
+    dpn_targets,
+    label_targets,
+    make_generator,
+    random_sign_vector,
+)
 
 
 class DPNLoss(HashLoss):
@@ -55,3 +62,12 @@ class DPNLoss(HashLoss):
 
     def loss(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         return (self.m - u * self.targets_for(y)).clamp_min(0).mean()
+
+    @classmethod
+    def nested_terms(cls, losses, outputs, y, idx):
+        """The K lengths' losses in one elementwise pass over the outputs side by side."""
+        u, y, idx = losses[-1].check_inputs(outputs[-1], y, idx)
+        U, avg = concat_prefixes(outputs)
+        T = concat_label_targets(y, [f.targets for f in losses], [f.tie_break for f in losses])
+        m = torch.cat([U.new_full((o.shape[1],), f.m) for f, o in zip(losses, outputs)])
+        return list(((m - U * T).clamp_min(0).sum(0) @ avg).unbind(0))

@@ -135,36 +135,112 @@ def _thue_morse_signs(n: int) -> torch.Tensor:
     return 1.0 - 2.0 * parity.float()
 
 
+#: Constructions of nested CSQ centres (:func:`nested_csq_centers`).
+CENTER_DESIGNS = ("auto", "hadamard", "sylvester", "random")
+
+
+def _gf2_rank(rows: list[int]) -> int:
+    """Rank over GF(2) of integers read as bit vectors."""
+    basis: list[int] = []
+    for r in rows:
+        for b in basis:
+            r = min(r, r ^ b)
+        if r:
+            basis.append(r)
+    return len(basis)
+
+
+def spread_hadamard_rows(n_classes: int, longest: int) -> torch.Tensor:
+    """Sylvester row index per class for :func:`nested_csq_centers` ``design="hadamard"``.
+
+    Class c gets row ``r_c = c + 2^m h_c`` with 2^m the smallest power of two >= C, so
+    ``r_c mod L = c mod L`` for every power-of-two prefix L < 2^m (the short prefixes are those
+    of :func:`sylvester` rows 0..C-1) and the ``r_c mod L`` are distinct for L >= C. The high
+    part ``h_c`` (in ``[0, L_K / 2^m)``) is chosen greedily, class by class, to raise the GF(2)
+    rank of the row indices: column j of the centre matrix is then
+    ``(-1)^(popcount(r_c & j))``, and the number of distinct columns (distinct class splits)
+    is 2^rank instead of the 2^m of rows 0..C-1.
+    """
+    m = max(1, (n_classes - 1).bit_length())
+    span = max(1, longest >> m)
+    rows: list[int] = []
+    for c in range(n_classes):
+        if c >= (1 << m) or span == 1:
+            rows.append(c % longest)
+            continue
+        best = max(range(span), key=lambda h: (_gf2_rank([*rows, c + (h << m)]), -h))
+        rows.append(c + (best << m))
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def distinct_splits(centers: torch.Tensor) -> int:
+    """How many different ways the columns (bits) of a centre matrix split the classes in two.
+
+    A column and its negation split the classes the same way and count once. Bits that repeat
+    an earlier split add no information about the classes.
+    """
+    cols = centers.T.float()
+    cols = cols * torch.where(cols[:, :1] < 0, -1.0, 1.0)  # first class on the + side
+    return int(torch.unique(cols, dim=0).shape[0])
+
+
 def nested_csq_centers(
-    n_classes: int, bit_list: Sequence[int], generator: torch.Generator | None = None
+    n_classes: int,
+    bit_list: Sequence[int],
+    generator: torch.Generator | None = None,
+    design: str = "auto",
 ) -> torch.Tensor:
-    """CSQ centers for the longest length whose prefixes serve every shorter length.
+    """CSQ centres for the longest length whose prefixes serve every shorter length.
 
-    Returns a (C x L_K) tensor; the centers for length L_k are its first L_k columns.
+    Returns a (C x L_K) tensor; the centres for length L_k are its first L_k columns.
 
-    Hadamard case (L_K a power of two and 2 * L_K >= C): class c gets
-    ``(-1)^popcount(c) * H[c mod L_K]`` with H the Sylvester matrix of order L_K. Its prefix of a
-    power-of-two length L is ``(-1)^popcount(c) * H_L[c mod L]``, which gives, for each such L:
+    Designs (``design``):
 
-    * L >= C: rows c mod L = c are distinct, so all centers are orthogonal (distance L / 2),
-      exactly as good as the public per-length construction;
-    * L < C <= 2L: classes c and c + L share the row but have opposite signs, so the centers
-      are distinct, at distance L / 2 or L (antipodal), again like [H_L; -H_L];
-    * 2L < C (prefix too short for C classes): only 2L distinct +-rows of H_L exist, so classes
-      must share centers. The Thue-Morse signs spread the classes evenly: no center is used by
-      more than ceil(C / 2L) classes. The longer prefixes still separate them.
+    * ``"hadamard"``: class c gets ``(-1)^popcount(c) * H[r_c]`` with H the Sylvester matrix
+      of order L_K and ``r_c`` from :func:`spread_hadamard_rows`. For each power-of-two prefix
+      length L:
 
-    Prefix lengths that are not powers of two get no such guarantee (their prefixes are not
-    Hadamard rows). When L_K is not a power of two, or 2 * L_K < C, the centers are random
-    balanced blocks instead: the bits (L_{k-1}, L_k] of each class hold floor(block / 2)
-    entries -1, so every prefix stays balanced; each block is the best separated of N_TRIALS
-    draws given the bits before it.
+      - L >= C: all centres orthogonal (distance L / 2), as good as the public per-length
+        construction;
+      - L < C <= 2L: classes c and c + L share a row with opposite signs, so the centres are
+        distinct, at distance L / 2 or L (antipodal), like [H_L; -H_L];
+      - 2L < C (prefix too short for C classes): only 2L distinct +-rows of H_L exist, so
+        classes share centres; the Thue-Morse signs spread them, no centre serves more than
+        ceil(C / 2L) classes. Longer prefixes still separate them.
+
+      The rows are chosen so that bits beyond the first 2^m (2^m >= C) are not repetitions of
+      earlier bits: with C = 10 and L_K = 128 the 128 columns split the classes in 128
+      different ways instead of 16 (:func:`distinct_splits`).
+    * ``"sylvester"``: the same with ``r_c = c`` (rows 0..C-1, the public code's rows). For
+      C <= 16 every bit after the 16th repeats one of the first 16; kept for comparison.
+    * ``"random"``: nested random balanced blocks: bits (L_{k-1}, L_k] of each class hold
+      floor(block / 2) entries -1, so every prefix stays balanced; each block is the best
+      separated of N_TRIALS draws given the bits before it. Short prefixes then give every
+      class its own (close) centre even when 2L < C, instead of shared ones.
+    * ``"auto"`` (default): ``"hadamard"`` when L_K is a power of two and 2 * L_K >= C,
+      otherwise ``"random"`` (also used for lengths with no Sylvester matrix).
+
+    Prefix lengths that are not powers of two get no distance guarantee from the Hadamard
+    designs (their prefixes are not Hadamard rows).
     """
     check_positive_int(n_classes, "n_classes")
     bits = check_bit_list(bit_list)
+    if design not in CENTER_DESIGNS:
+        raise ValueError(f"unknown centre design {design!r}; valid: {', '.join(CENTER_DESIGNS)}")
     longest = bits[-1]
-    if is_power_of_two(longest) and 2 * longest >= n_classes:
-        rows = torch.arange(n_classes) % longest
+    hadamard_ok = is_power_of_two(longest) and 2 * longest >= n_classes
+    if design == "auto":
+        design = "hadamard" if hadamard_ok else "random"
+    if design in ("hadamard", "sylvester"):
+        if not hadamard_ok:
+            raise ValueError(
+                f"design={design!r} needs a power-of-two longest length with 2 * L_K >= C; got "
+                f"L_K = {longest} for {n_classes} classes: use design='random'"
+            )
+        if design == "sylvester":
+            rows = torch.arange(n_classes) % longest
+        else:
+            rows = spread_hadamard_rows(n_classes, longest)
         return _thue_morse_signs(n_classes)[:, None] * hadamard(longest)[rows]
     gen = _gen(generator)
     out = torch.empty(n_classes, 0)
@@ -224,6 +300,16 @@ def label_targets(y: torch.Tensor, centers: torch.Tensor, tie_break: torch.Tenso
     """
     total = y.to(centers.dtype) @ centers
     return torch.where(total == 0, tie_break.expand_as(total), torch.sign(total))
+
+
+def concat_label_targets(
+    y: torch.Tensor, centers: Sequence[torch.Tensor], tie_breaks: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """:func:`label_targets` of K lengths side by side, (B, sum_k L_k), in one matmul."""
+    C = torch.cat([c.to(y) for c in centers], dim=1)
+    tie = torch.cat([t.to(y) for t in tie_breaks])
+    total = y.to(C.dtype) @ C
+    return torch.where(total == 0, tie.expand_as(total), torch.sign(total))
 
 
 def check_p(p: float) -> None:

@@ -1,0 +1,111 @@
+"""Per-method training recipes: what each base loss trains with unless told otherwise.
+
+One table, :data:`RECIPES`, holds for every base method (METHOD.md section 2) the learning rate
+and the base-loss hyper-parameters that :class:`~nhl.config.TrainConfig` uses when they are not
+given (``TrainConfig(method="dhn")`` with nothing else set trains with DHN's recorded values; so
+do ``python -m nhl train --method dhn`` and ``python -m nhl grid``). Every value says where it
+comes from:
+
+* ``"reference code"``: the public NHL implementation's default (the values METHOD.md lists);
+* ``"paper"``: the method's original paper;
+* ``"validation search"``: chosen here by the mean validation mAP over lengths (validation
+  queries carved from the training data, never the query set), see :data:`SEARCH`.
+
+The search is reproducible with ``python -m nhl study hparams``; its table is committed as
+``results/hparams.csv``. :func:`table` gives the recipes as a DataFrame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .validation import check_choice
+
+#: How the validation search was run (the grid each learning rate was picked from).
+SEARCH = {
+    "dataset": "fashion-mnist",
+    "protocol": "default",
+    "variant": "nhl (nested, all five lengths)",
+    "epochs": 15,
+    "selection": "mean validation mAP@ALL over lengths at the selected epoch",
+    "learning rates": (3e-4, 1e-3, 3e-3, 1e-2),
+    "results": "results/hparams.csv",
+}
+
+REFERENCE = "reference code"
+PAPER = "paper"
+SEARCHED = "validation search"
+SOURCES = (REFERENCE, PAPER, SEARCHED)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method's default learning rate and loss hyper-parameters, each with its source."""
+
+    method: str
+    lr: float
+    hyper: tuple[tuple[str, Any], ...]
+    sources: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        known = {"lr", *(k for k, _ in self.hyper)}
+        for name, source in self.sources:
+            check_choice(source, SOURCES, f"source of {self.method}.{name}")
+        missing = known - {k for k, _ in self.sources}
+        if missing:
+            raise ValueError(f"recipe {self.method!r} gives no source for {sorted(missing)}")
+
+    @property
+    def hyper_dict(self) -> dict[str, Any]:
+        return dict(self.hyper)
+
+    def source(self, name: str) -> str:
+        return dict(self.sources)[name]
+
+
+def _recipe(method: str, lr: float, lr_source: str, **hyper: tuple[Any, str]) -> Recipe:
+    return Recipe(
+        method,
+        lr,
+        tuple((k, v) for k, (v, _) in sorted(hyper.items())),
+        (("lr", lr_source), *((k, s) for k, (_, s) in sorted(hyper.items()))),
+    )
+
+
+#: The recorded recipe of every base method (lowercase names, as ``nhl.losses.available()``).
+RECIPES: dict[str, Recipe] = {
+    r.method: r
+    for r in (
+        _recipe("csq", 3e-3, SEARCHED, lam=(1e-4, REFERENCE)),
+        _recipe("dbdh", 1e-3, SEARCHED, alpha=(0.1, REFERENCE)),
+        _recipe("dch", 3e-3, SEARCHED, gamma=(20.0, REFERENCE), lam=(0.1, REFERENCE)),
+        _recipe("dhn", 1e-3, SEARCHED, alpha=(0.1, REFERENCE)),
+        _recipe("dpn", 3e-3, SEARCHED, m=(1.0, REFERENCE), p=(0.5, REFERENCE)),
+        _recipe("dsh", 3e-3, SEARCHED, alpha=(0.1, REFERENCE)),
+        _recipe("dtsh", 1e-3, SEARCHED, margin=(5.0, REFERENCE), lam=(1.0, REFERENCE)),
+        _recipe("lcdsh", 1e-3, SEARCHED, lam=(3.0, REFERENCE)),
+    )
+}
+
+
+def recipe(method: str) -> Recipe:
+    """The recorded recipe of ``method`` (case-insensitive)."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string such as 'csq', got {method!r}")
+    check_choice(method.lower(), sorted(RECIPES), "method")
+    return RECIPES[method.lower()]
+
+
+def table() -> pd.DataFrame:
+    """One row per method and parameter: value and where it comes from."""
+    rows = []
+    for r in RECIPES.values():
+        rows.append({"method": r.method, "parameter": "lr", "value": r.lr, "source": r.source("lr")})
+        rows += [
+            {"method": r.method, "parameter": k, "value": v, "source": r.source(k)}
+            for k, v in r.hyper
+        ]
+    return pd.DataFrame(rows)
