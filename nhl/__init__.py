@@ -7,7 +7,13 @@ Public API, by METHOD.md section:
 - 4 :mod:`nhl.distill` (long-short cascade self-distillation)
 - 1-4 together: :class:`NestedObjective`
 - 5 :mod:`nhl.data`, :mod:`nhl.models`, :mod:`nhl.train`, :mod:`nhl.metrics`,
-  :mod:`nhl.retrieval`, :mod:`nhl.experiments`, :mod:`nhl.plots`
+  :mod:`nhl.retrieval`, :mod:`nhl.experiments`, :mod:`nhl.plots`, :mod:`nhl.recipes`
+  (per-method learning rates and loss hyper-parameters)
+- 6 :mod:`nhl.studies`, :mod:`nhl.results` (the committed result tables) and
+  :mod:`nhl.summaries`, :mod:`nhl.grid`, :mod:`nhl.comparisons`, :mod:`nhl.weighting_effect`,
+  :mod:`nhl.timing`, :mod:`nhl.diagnostics`, :mod:`nhl.recording`, :mod:`nhl.distill_probe`,
+  :mod:`nhl.search_eval`, :mod:`nhl.interleaved`, the widgets :mod:`nhl.explorer` and
+  :mod:`nhl.ablation_explorer`
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -28,6 +34,18 @@ _LAZY = {
     "experiments": ("nhl.experiments", None),
     "studies": ("nhl.studies", None),
     "diagnostics": ("nhl.diagnostics", None),
+    "recording": ("nhl.recording", None),
+    "recipes": ("nhl.recipes", None),
+    "results": ("nhl.results", None),
+    "grid": ("nhl.grid", None),
+    "timing": ("nhl.timing", None),
+    "summaries": ("nhl.summaries", None),
+    "comparisons": ("nhl.comparisons", None),
+    "weighting_effect": ("nhl.weighting_effect", None),
+    "distill_probe": ("nhl.distill_probe", None),
+    "search_eval": ("nhl.search_eval", None),
+    "interleaved": ("nhl.interleaved", None),
+    "ablation_explorer": ("nhl.ablation_explorer", None),
     "explorer": ("nhl.explorer", None),
     "plots": ("nhl.plots", None),
     "tutorial": ("nhl.tutorial", None),

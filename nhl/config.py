@@ -12,8 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .devices import check_device, runtime_key
 from .layer import DEFAULT_BITS
+from .losses import available as available_losses
+from .losses.targets import CENTER_DESIGNS
+from .recipes import recipe
 from .validation import check_bit_list, check_choice, check_positive_int
+
+BANK_REFRESH = ("epoch", "start", "none")
 
 VARIANTS = {
     # name: (weighting, distill) -- the paper's ablation grid (METHOD.md sections 3-4)
@@ -29,7 +35,21 @@ class TrainConfig:
     """Everything that affects a run's numbers.
 
     ``bit_list`` with one length is the single-length baseline (weighting and distillation then
-    have nothing to act on). ``hyper`` holds base-loss hyper-parameters as ``(name, value)`` pairs.
+    have nothing to act on).
+
+    ``lr`` ``None`` (default) and base-loss hyper-parameters not named in ``hyper`` take the
+    method's recorded values (:mod:`nhl.recipes`, chosen on the validation split);
+    :attr:`learning_rate` and :attr:`loss_hyper` give what training actually uses. ``hyper``
+    holds overrides as ``(name, value)`` pairs (a dict is accepted).
+    ``center_design``: construction of nested CSQ centres (see
+    :func:`nhl.losses.targets.nested_csq_centers`); other methods ignore it.
+    ``bank_refresh``: when memory-bank losses (DSH, DHN, DBDH) get their bank written from the
+    current network: ``"start"`` (default: the whole bank before the first epoch, so no batch
+    ever compares with an empty or foreign bank), ``"epoch"`` (before every epoch) or ``"none"``
+    (only as batches are seen, the reference code's behaviour; an empty bank row is ignored).
+    ``device``: ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string; ``amp``: mixed
+    precision for the backbone on CUDA (:mod:`nhl.devices`). Only the device *type* and ``amp``
+    are part of a run's identity (:meth:`identity`): a CPU run keeps its cache key.
     ``protocol`` ``None`` is the dataset's default split protocol. ``seed`` drives the model's
     initialisation, the class targets and the batch order; ``split_seed`` the data split, so
     several training seeds can share one split.
@@ -46,16 +66,20 @@ class TrainConfig:
     beta: float = 1.0
     norm: str = "own"
     nested_targets: bool = True
+    center_design: str = "auto"
+    bank_refresh: str = "start"
     backbone: str = "cnn"
     pretrained: bool = False
     epochs: int = 15
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None
     weight_decay: float = 1e-5
     seed: int = 0
     split_seed: int = 0
     eval_every: int = 1
     hyper: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    device: str = "auto"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bit_list", check_bit_list(self.bit_list))
@@ -66,11 +90,32 @@ class TrainConfig:
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.eval_every, "eval_every")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be > 0 (or None for the method's recorded value), got {self.lr!r}")
+        check_choice(self.center_design, CENTER_DESIGNS, "center_design")
+        check_choice(self.bank_refresh, BANK_REFRESH, "bank_refresh")
+        object.__setattr__(self, "device", check_device(self.device))
+        if not isinstance(self.amp, bool):
+            raise TypeError(f"amp must be True or False, got {self.amp!r}")
+        check_choice(str(self.method).lower(), available_losses(), "method")
+        object.__setattr__(self, "method", str(self.method).lower())
         if isinstance(self.hyper, dict):
             object.__setattr__(self, "hyper", tuple(sorted(self.hyper.items())))
         object.__setattr__(self, "hyper", tuple((str(k), v) for k, v in self.hyper))
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate training uses: ``lr``, or the method's recorded one."""
+        return float(self.lr) if self.lr is not None else recipe(self.method).lr
+
+    @property
+    def loss_hyper(self) -> dict[str, Any]:
+        """Base-loss hyper-parameters training uses: the recorded ones updated by ``hyper``."""
+        return {**recipe(self.method).hyper_dict, **dict(self.hyper)}
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe values this config trains with (part of the run cache key)."""
+        return {"lr": self.learning_rate, "hyper": sorted([k, v] for k, v in self.loss_hyper.items())}
 
     @property
     def nested(self) -> bool:
@@ -123,6 +168,17 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def identity(self) -> dict[str, Any]:
+        """What names this run's result: every field but ``device``/``amp``, plus the device
+        type and amp where they are not the CPU in float32 (:func:`nhl.devices.runtime_key`)."""
+        d = self.to_dict()
+        d.pop("device")
+        d.pop("amp")
+        runtime = runtime_key(self.device, self.amp)
+        if runtime:
+            d["runtime"] = runtime
+        return d
 
 
 def baselines(config: TrainConfig, bits: Sequence[int] | None = None) -> list[TrainConfig]:

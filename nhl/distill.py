@@ -54,6 +54,24 @@ def cascade_loss(
     K = len(outputs)
     if K == 0:
         raise ValueError("cascade_loss needs at least one output")
+    zero = outputs[-1].new_zeros(())
+    if K == 1:
+        return [zero]
+    if mode == "all_pairs" or len({h.shape[0] for h in outputs}) != 1:
+        return _cascade_loop(outputs, mode, detach_teacher)
+    # The K similarity matrices side by side, each from its own output, normalised at once.
+    grams = F.normalize(torch.stack([h @ h.T for h in outputs]), p=2, dim=2)  # (K, B, B)
+    teachers = grams[1:] if mode == "adjacent" else grams[-1:].expand(K - 1, -1, -1)
+    if detach_teacher:
+        teachers = teachers.detach()
+    b = outputs[0].shape[0]
+    terms = (teachers - grams[:-1]).pow(2).sum(dim=(1, 2)) / (b * b)
+    return [*terms.unbind(0), zero]
+
+
+def _cascade_loop(outputs: list[torch.Tensor], mode: str, detach_teacher: bool) -> list[torch.Tensor]:
+    """:func:`cascade_loss` term by term with :func:`sp_loss` (any mode; the reference)."""
+    K = len(outputs)
     teachers = [h.detach() if detach_teacher else h for h in outputs]
     zero = outputs[-1].new_zeros(())
     terms: list[torch.Tensor] = []

@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import distributed
 from .distill import MODES, cascade_loss
 from .layer import NestedHashLayer
+from .losses.base import HashLoss
 from .validation import check_choice
-from .weighting import NORMS, dominance_alphas, overlap_cosines, weights_from_alphas
+from .weighting import (
+    NORMS,
+    alphas_from_inner_products,
+    inner_products_from_outputs,
+    overlap_cosines,
+    overlap_inner_products,
+    weights_from_alphas,
+)
 
 WEIGHTINGS = ("dominance", "uniform")
 
@@ -41,9 +50,21 @@ class ObjectiveOutput:
     distill: torch.Tensor  # (K,) SP term per length (detached, last is 0)
     weights: torch.Tensor  # (K,) the constants used
     alphas: torch.Tensor | None = None  # (K, K) pairwise scalings when weighting="dominance"
-    cosines: torch.Tensor | None = None  # (K, K) gradient cosines on overlap rows
     anti_domination: bool = False  # whether any alpha_ij < 1 in this batch
     grads: torch.Tensor | None = field(default=None, repr=False)  # (K, L_K, d) when kept
+    bit_list: tuple[int, ...] = ()
+    _dh: torch.Tensor | None = field(default=None, repr=False)  # (K, B, L_K) d objective_k / dh
+    _z: torch.Tensor | None = field(default=None, repr=False)  # (B, d) detached features
+    _cosines: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def cosines(self) -> torch.Tensor | None:
+        """(K, K) cosines of the per-length gradients on their overlap rows, where they were
+        measured (dominance weighting or ``track_gradients``); computed on first access."""
+        if self._cosines is None and self._dh is not None:
+            grads = self.grads if self.grads is not None else torch.einsum("kbl,bd->kld", self._dh, self._z)
+            self._cosines = overlap_cosines(grads, self.bit_list)
+        return self._cosines
 
     def as_dict(self, bit_list: Sequence[int]) -> dict[str, float]:
         """Flat record for logging: ``loss_8``, ``weight_8``, ``distill_8``, ... per length."""
@@ -70,9 +91,10 @@ class NestedObjective(nn.Module):
         track_gradients: also compute the per-length gradients (and their overlap cosines) when
             the weighting does not need them, for diagnostics.
 
-    The per-length gradients are taken with ``torch.autograd.grad`` with respect to the layer's
-    full output ``h_K`` and turned into gradients for ``W`` as ``(dL/dh)^T z`` with detached
-    features: only the hash layer is differentiated, whatever the backbone or feature width.
+    The per-length gradients come from one backward pass through the losses with respect to the
+    layer's prefix outputs ``h_k`` (:meth:`output_gradients`) and are turned into gradients for
+    ``W`` as ``(dL/dh)^T z`` with detached features: only the hash layer is differentiated,
+    whatever the backbone or feature width, and the backbone is backpropagated once per step.
     """
 
     def __init__(
@@ -119,7 +141,13 @@ class NestedObjective(nn.Module):
     def per_length_gradients(
         self, objectives: Sequence[torch.Tensor], h: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
-        """``g_k = d objective_k / dW`` for every k, stacked (K, L_K, d); rows beyond L_k are 0."""
+        """``g_k = d objective_k / dW`` for every k, stacked (K, L_K, d); rows beyond L_k are 0.
+
+        A reference implementation (one ``torch.autograd.grad`` call per length, keeping the
+        graph); :meth:`forward` gets the same numbers from a single backward pass through the
+        loss graph (:meth:`output_gradients`). Kept for diagnostics and for the tests that tie
+        the two together.
+        """
         zd = z.detach()
         grads = []
         for obj in objectives:
@@ -128,12 +156,79 @@ class NestedObjective(nn.Module):
             grads.append(dh.T @ zd)
         return torch.stack(grads)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> ObjectiveOutput:
-        """Objective for one batch of features ``z`` (B x d), labels ``y`` (B x C), ids ``idx``."""
-        h = self.layer.project(z)
+    def base_terms(self, outputs: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
+        """``loss_k(h_k)`` for every length: batched when the loss class offers it
+        (:meth:`nhl.losses.HashLoss.nested_terms`), else one call per length."""
+        first = type(self.losses[0])
+        if (
+            isinstance(self.losses[0], HashLoss)
+            and all(type(f) is first and f.bits == u.shape[1] for f, u in zip(self.losses, outputs))
+        ):
+            terms = first.nested_terms(list(self.losses), outputs, y, idx)
+            if terms is not None:
+                return terms
+        return [loss(u, y, idx) for loss, u in zip(self.losses, outputs)]
+
+    @property
+    def _separable(self) -> bool:
+        """Whether objective k reaches the model only through ``h_k`` (teacher detached)."""
+        return self.detach_teacher or self.distill == 0 or len(self.bit_list) == 1
+
+    def output_gradients(
+        self, objectives: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor], h: torch.Tensor
+    ) -> torch.Tensor:
+        """``d objective_k / d h`` for every k, stacked (K, B, L_K); columns beyond L_k are 0.
+
+        Objective k reaches the model only through its own prefix ``outputs[k]`` (its base loss
+        reads ``h_k``; its distillation term reads ``h_k`` and a *detached* teacher), so one
+        backward pass of ``sum_k objective_k`` with respect to the K prefix tensors separates
+        the K gradients exactly. With a teacher that is not detached (an ablation) objective k
+        also reaches the longer prefixes; then each length is differentiated on its own.
+        The graph of the losses is freed afterwards: it is traversed once per step.
+        """
+        K, (B, LK) = len(objectives), h.shape
+        out = h.new_zeros(K, B, LK)
+        if self._separable:
+            dhs = torch.autograd.grad(torch.stack(list(objectives)).sum(), list(outputs), allow_unused=True)
+            for k, (dh, bits) in enumerate(zip(dhs, self.bit_list)):
+                if dh is not None:
+                    out[k, :, :bits] = dh
+        else:
+            for k, obj in enumerate(objectives):
+                (dh,) = torch.autograd.grad(obj, h, retain_graph=k + 1 < K, allow_unused=True)
+                if dh is not None:
+                    out[k] = dh
+        return out
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        h: torch.Tensor | None = None,
+        scale: float = 1.0,
+    ) -> ObjectiveOutput:
+        """Objective for one batch of features ``z`` (B x d), labels ``y`` (B x C), ids ``idx``.
+
+        ``h``: the layer's output ``layer.project(z)`` when the caller computed it (inside a
+        DistributedDataParallel forward); ``scale``: factor on every term of this batch, so
+        that the local batches of several processes average to the global batch's objective
+        (:func:`nhl.distributed.local_scale`). Under an active process group the per-length
+        gradients are averaged over the processes before the weights are computed, so every
+        process uses the global batch's weights (:mod:`nhl.distributed`).
+
+        When ``z`` carries a graph, ``output.total.backward()`` backpropagates
+        ``sum_k w_k (loss_k + lambda_D SP_k)`` through the whole model with one pass through
+        the losses: the per-length gradients ``d objective_k / d h`` are computed once here
+        (METHOD.md section 3, step 1, needs them for the weights anyway), combined with the
+        weights into ``dL/dh``, and ``total`` carries exactly that gradient into ``h`` (its
+        value is the weighted objective). The loss graph is not kept, so ``total`` can be
+        backpropagated once, as usual.
+        """
+        h = self.layer.project(z) if h is None else h
         outputs = self.layer.split(h)
         K = len(outputs)
-        base = [loss(u, y, idx) for loss, u in zip(self.losses, outputs)]
+        base = self.base_terms(outputs, y, idx)
         if self.distill > 0 and K > 1:
             sp = cascade_loss(outputs, mode=self.distill_mode, detach_teacher=self.detach_teacher)
         else:
@@ -141,30 +236,51 @@ class NestedObjective(nn.Module):
         self._check_finite(base, "base loss")
         self._check_finite(sp, "distillation")
         objectives = [b + self.distill * s for b, s in zip(base, sp)]
+        values = torch.stack([o.detach() for o in objectives])
+        if scale != 1.0:
+            objectives = [o * scale for o in objectives]
 
-        need_grads = self.weighting == "dominance" or self.track_gradients
-        grads = self.per_length_gradients(objectives, h, z) if need_grads and h.requires_grad else None
-        alphas = cosines = None
-        if self.weighting == "dominance" and grads is not None:
-            alphas = dominance_alphas(grads, self.bit_list, beta=self.beta, norm=self.norm)
+        differentiable = h.requires_grad and torch.is_grad_enabled()
+        measure = self.weighting == "dominance" or self.track_gradients
+        # Only the weighting (and diagnostics) need the K per-length gradients; otherwise the
+        # weights are known up front and ``total`` is backpropagated as it is (one pass too).
+        dh = self.output_gradients(objectives, outputs, h) if differentiable and measure else None
+        zd = z.detach()
+        grads = None
+        synced = distributed.is_active() and dh is not None
+        if (self.track_gradients or synced) and dh is not None:
+            grads = torch.einsum("kbl,bd->kld", dh, zd)  # g_k = (dL_k/dh)^T z
+            if synced:  # the global batch's g_k: every process gets the same weights
+                grads = distributed.all_reduce_mean(grads)
+        alphas = None
+        if self.weighting == "dominance" and dh is not None:
+            # c_ij = <g_i, g_j> on the overlap rows, from dh and z (the g_k are not needed)
+            c = overlap_inner_products(grads, self.bit_list) if grads is not None else inner_products_from_outputs(dh, zd, None if self._separable else self.bit_list)
+            alphas = alphas_from_inner_products(c, self.bit_list, beta=self.beta, norm=self.norm)
             weights = weights_from_alphas(alphas)
         elif self.weighting == "fixed":
             weights = self.fixed_weights.to(h.device, h.dtype)
         else:
             weights = h.new_ones(K)
-        if grads is not None:
-            cosines = overlap_cosines(grads, self.bit_list)
         weights = weights.detach()
-        total = torch.stack(objectives).mul(weights).sum()
+        value = (values * weights).sum()
+        if dh is None:
+            total = torch.stack(objectives).mul(weights).sum() if differentiable else value
+        else:
+            grad_h = torch.einsum("k,kbl->bl", weights, dh)  # sum_k w_k dL_k/dh
+            surrogate = (h * grad_h).sum()  # d surrogate / dh = grad_h
+            total = value + (surrogate - surrogate.detach())
         return ObjectiveOutput(
             total=total,
             losses=torch.stack(base).detach(),
             distill=torch.stack(sp).detach(),
             weights=weights,
             alphas=alphas,
-            cosines=cosines,
             anti_domination=bool(alphas is not None and (alphas < 1).any()),
             grads=grads if self.track_gradients else None,
+            bit_list=self.bit_list,
+            _dh=dh,
+            _z=zd,
         )
 
     def _check_finite(self, terms: Sequence[torch.Tensor], name: str) -> None:

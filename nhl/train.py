@@ -9,7 +9,9 @@ so an interrupted run resumes and finishes with exactly the weights of an uninte
 from __future__ import annotations
 
 import copy
+import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import losses as losses_mod
 from .config import TrainConfig
+from .devices import autocast, check_amp, grad_scaler, resolve_device, to_device
 from .metrics import map_per_length
 from .models import HashModel, build_model, encode_dataset
 from .objective import NestedObjective, NonFiniteLossError, ObjectiveOutput
@@ -67,7 +74,8 @@ def build(config: TrainConfig, splits) -> tuple[HashModel, NestedObjective]:
         n_train=len(splits.train),
         nested_targets=config.nested_targets,
         seed=config.seed,
-        **dict(config.hyper),
+        center_design=config.center_design,
+        **config.loss_hyper,
     )
     objective = NestedObjective(
         model.hash_layer,
@@ -89,6 +97,45 @@ def validation_map(model: HashModel, splits, bit_list) -> dict[int, float]:
     return map_per_length(q, db, splits.val.labels, splits.val_database.labels, bit_list, ties="average")
 
 
+@torch.no_grad()
+def refresh_banks(model: HashModel, objective: NestedObjective, dataset, batch_size: int) -> bool:
+    """Rewrite every memory bank with the current network's outputs on the whole training split.
+
+    The outputs are computed as in a training step (batch-norm layers use batch statistics, in
+    batches of ``batch_size`` in split order) but leave no trace: the batch-norm running
+    statistics are restored afterwards and nothing is differentiated. Returns False (and does
+    nothing) when no loss keeps a bank. Before the first epoch this replaces an empty bank
+    (which would make the first batches compare only with themselves and then with outputs of
+    an ever older network) by one the network agrees with. Batches go to the model's device.
+    """
+    banked = [k for k, loss in enumerate(objective.losses) if getattr(loss, "bank", None) is not None]
+    if not banked:
+        return False
+    from .diagnostics import preserved_buffers
+
+    device = _model_device(model)
+    was_training = model.training
+    with preserved_buffers(model):
+        model.train()
+        for pos in torch.arange(len(dataset)).split(batch_size):
+            if len(pos) < 2:  # batch norm needs two samples: take the last two items
+                pos = torch.arange(max(len(dataset) - 2, 0), len(dataset))
+            x, y, idx = to_device(dataset.get_batch(pos), device)
+            outputs = model(x.to(_model_dtype(model)))
+            for k in banked:
+                objective.losses[k].fill_bank(outputs[k].float(), y, idx)
+    model.train(was_training)
+    return True
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
 def _batches(n: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)
@@ -96,6 +143,48 @@ def _batches(n: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two samples
         batches.pop()
     return batches
+
+
+class _Step(nn.Module):
+    """What DistributedDataParallel wraps: backbone (under autocast with amp) then the hash
+    layer's projection in float32, so every parameter is used inside the wrapped forward."""
+
+    def __init__(self, model: HashModel, amp: bool):
+        super().__init__()
+        self.model = model
+        self.amp = amp
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dtype = self.model.hash_layer.weight.dtype  # float32, or float64 for numerical checks
+        with autocast(x.device, self.amp):
+            z = self.model.features(x.to(dtype))
+        z = z.to(dtype)
+        return z, self.model.hash_layer.project(z)
+
+
+class _TrainBatches:
+    """Training batches on the device: one indexing op per batch for in-memory data (moved to
+    the device once), a ``DataLoader`` with worker processes and pinned memory for image lists
+    decoded from files."""
+
+    def __init__(self, dataset, device: torch.device, workers: int | None):
+        self.dataset, self.device = dataset, device
+        self.lazy = not dataset.in_memory
+        if not self.lazy and device.type != "cpu":
+            self.dataset = copy.copy(dataset).to(device)  # the shared split stays on the CPU
+        self.workers = (min(4, os.cpu_count() or 1) if workers is None else workers) if self.lazy else 0
+
+    def __call__(self, batches: list[torch.Tensor]):
+        if not self.lazy:
+            for pos in batches:
+                yield to_device(self.dataset.get_batch(pos.to(self.dataset.device)), self.device)
+            return
+        loader = DataLoader(
+            self.dataset, batch_sampler=[b.tolist() for b in batches], num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y, idx in loader:
+            yield to_device((x, y, idx), self.device)
 
 
 def fit(
@@ -106,6 +195,9 @@ def fit(
     step_callback: StepCallback | None = None,
     track_gradients: bool = False,
     resume: bool = True,
+    prebuilt: tuple[HashModel, NestedObjective] | None = None,
+    loader_workers: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> FitResult:
     """Train ``config`` on ``splits`` (loaded from the config when ``None``).
 
@@ -116,109 +208,155 @@ def fit(
             (for diagnostics such as gradient conflicts; see :mod:`nhl.diagnostics`).
         track_gradients: make the objective compute per-length gradients even without the
             dominance weighting (``output.grads`` / ``output.cosines`` for the callback).
-    Returns:
-        :class:`FitResult` with the model at the selected epoch and a long-format history
-        (one row per epoch and length).
+        prebuilt: the ``(model, objective)`` of :func:`build` for this config, to train those
+            objects instead of building new ones (identical result), so that a step callback
+            can hold the objective being trained (its memory banks, e.g.
+            :func:`nhl.diagnostics.term_gradients`).
+        loader_workers: worker processes decoding image files (image-list datasets; default
+            ``min(4, cores)``); in-memory datasets need none.
+        dtype: compute in this floating-point type (``torch.float64`` for numerical checks
+            such as comparing one process with several); default float32.
+
+    ``config.device`` picks the device (:mod:`nhl.devices`); under ``torchrun`` the run is
+    distributed over the processes with DistributedDataParallel (:mod:`nhl.distributed`):
+    every process trains on its share of each global batch, rank 0 evaluates and writes the
+    checkpoint. Returns :class:`FitResult` with the model at the selected epoch (on the CPU)
+    and a long-format history (one row per epoch and length).
     """
+    device = resolve_device(config.device)
+    distributed.init_from_env(device)
+    device = distributed.local_device(device)
+    check_amp(config.amp, device)
     if splits is None:
         from .experiments import get_splits
 
         splits = get_splits(config)
-    model, objective = build(config, splits)
+    model, objective = build(config, splits) if prebuilt is None else prebuilt
+    model.to(device)
+    objective.to(device)
+    if dtype is not None:
+        model.to(dtype)
+        objective.to(dtype)
     objective.track_gradients = track_gradients
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    parallel = distributed.is_active()
+    if parallel:
+        model = distributed.convert_batchnorm(model, device)
+        objective.layer = model.hash_layer
+        step_module: nn.Module = DDP(
+            _Step(model, config.amp), device_ids=[device.index] if device.type == "cuda" else None
+        )
+    else:
+        step_module = _Step(model, config.amp)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scaler = grad_scaler(device, config.amp)
     bits = config.bit_list
     rows: list[dict] = []
     start_epoch, best_epoch, best_score, best_state = 0, -1, -np.inf, None
     ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    main = distributed.is_main()
 
     if ckpt_path is not None and resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != config.to_json():
-            raise ValueError(
-                f"the checkpoint in {ckpt_path} belongs to another config; delete it or use another run_dir"
-            )
-        model.load_state_dict(ckpt["model"])
-        objective.load_state_dict(ckpt["objective"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        rows, start_epoch = ckpt["history"], ckpt["epoch"] + 1
-        best_epoch, best_score, best_state = ckpt["best_epoch"], ckpt["best_score"], ckpt["best_state"]
+        ckpt = _resumable(ckpt_path, config)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            objective.load_state_dict(ckpt["objective"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            rows, start_epoch = list(ckpt["history"]), int(ckpt["epoch"]) + 1
+            best_epoch, best_score, best_state = int(ckpt["best_epoch"]), float(ckpt["best_score"]), ckpt["best_state"]
 
+    source = _TrainBatches(splits.train, device, loader_workers)
     bar = tqdm(
         range(start_epoch, config.epochs),
         desc=f"{config.method} {config.kind}",
-        disable=not progress,
+        disable=not progress or not main,
         initial=start_epoch,
         total=config.epochs,
     )
     for epoch in bar:
+        t0 = time.perf_counter()  # the bank refresh is part of the training cost
+        if config.bank_refresh == "epoch" or (config.bank_refresh == "start" and epoch == 0):
+            refresh_banks(model, objective, splits.train, config.batch_size)
         model.train()
         objective.train()
         torch.manual_seed(epoch_seed(config.seed, epoch))
         sums = torch.zeros(3, len(bits), dtype=torch.float64)
         anti, steps = 0, 0
-        t0 = time.perf_counter()
-        for step, pos in enumerate(_batches(len(splits.train), config.batch_size, epoch_seed(config.seed, epoch))):
-            x, y, idx = splits.train.get_batch(pos)
-            try:
-                out = objective(model.features(x), y, idx)
-            except NonFiniteLossError as err:
-                if ckpt_path is None or epoch == 0:
-                    kept = "no checkpoint was written yet" if ckpt_path else "no run_dir, so no checkpoint"
-                else:
-                    kept = f"the last good checkpoint (end of epoch {epoch - 1}) is kept in {ckpt_path}"
-                raise TrainingDivergedError(f"epoch {epoch} step {step}: {err}. Training stopped; {kept}") from err
-            optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
-            optimizer.step()
-            sums += torch.stack([out.losses, out.distill, out.weights]).double()
-            anti += int(out.anti_domination)
-            steps += 1
-            if step_callback is not None:
-                step_callback(epoch, step, out, model)
+        batches = _batches(len(splits.train), config.batch_size, epoch_seed(config.seed, epoch))
+        local = [distributed.local_part(pos) for pos in batches]
+        with distributed.bank_gathering(parallel):
+            for step, (pos, (x, y, idx)) in enumerate(zip(batches, source(local))):
+                try:
+                    z, h = step_module(x)
+                    out = objective(z, y, idx, h=h, scale=distributed.local_scale(len(idx), len(pos)))
+                except NonFiniteLossError as err:
+                    if ckpt_path is None or epoch == 0:
+                        kept = "no checkpoint was written yet" if ckpt_path else "no run_dir, so no checkpoint"
+                    else:
+                        kept = f"the last good checkpoint (end of epoch {epoch - 1}) is kept in {ckpt_path}"
+                    raise TrainingDivergedError(f"epoch {epoch} step {step}: {err}. Training stopped; {kept}") from err
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(out.total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                sums += torch.stack([out.losses, out.distill, out.weights]).double().cpu()
+                anti += int(out.anti_domination)
+                steps += 1
+                if step_callback is not None:
+                    step_callback(epoch, step, out, model)
+        sums = distributed.all_reduce_mean(sums)  # every process's local losses, averaged
         train_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         evaluate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
-        val = validation_map(model, splits, bits) if evaluate else dict.fromkeys(bits, np.nan)
+        val = dict.fromkeys(bits, np.nan)
+        if evaluate and main:
+            val = validation_map(model, splits, bits)
         eval_seconds = time.perf_counter() - t0
         means = (sums / max(steps, 1)).numpy()
         for k, b in enumerate(bits):
             rows.append(
                 dict(
-                    epoch=epoch,
-                    bits=b,
-                    loss=means[0, k],
-                    distill=means[1, k],
-                    weight=means[2, k],
+                    epoch=int(epoch),
+                    bits=int(b),
+                    loss=float(means[0, k]),
+                    distill=float(means[1, k]),
+                    weight=float(means[2, k]),
                     anti_domination=anti / max(steps, 1),
-                    val_map=val[b],
-                    train_seconds=train_seconds,
-                    eval_seconds=eval_seconds,
+                    val_map=float(val[b]),
+                    train_seconds=float(train_seconds),
+                    eval_seconds=float(eval_seconds),
                 )
             )
-        if evaluate:
+        if evaluate and main:
             score = float(np.mean([val[b] for b in bits]))
             if score > best_score:
                 best_epoch, best_score = epoch, score
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = _cpu_state(model)
             bar.set_postfix(loss=f"{means[0].mean():.3f}", val_map=f"{score:.3f}", best=best_epoch)
-        if ckpt_path is not None:
-            atomic_torch_save(
+        if ckpt_path is not None and main:
+            save_checkpoint(
+                ckpt_path,
                 dict(
-                    config=config.to_json(),
-                    epoch=epoch,
-                    model=model.state_dict(),
-                    objective=objective.state_dict(),
+                    config=_identity_json(config),
+                    epoch=int(epoch),
+                    model=_cpu_state(model),
+                    objective=_cpu_state(objective),
                     optimizer=optimizer.state_dict(),
+                    scaler=scaler.state_dict() if config.amp else {},
                     history=rows,
-                    best_epoch=best_epoch,
-                    best_score=best_score,
+                    best_epoch=int(best_epoch),
+                    best_score=float(best_score),
                     best_state=best_state,
                 ),
-                ckpt_path,
             )
+        distributed.barrier()
     bar.close()
+    model.to("cpu")
+    objective.to("cpu")
+    if parallel:
+        best_epoch, best_score, best_state = distributed.broadcast_object((best_epoch, best_score, best_state))
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -226,3 +364,57 @@ def fit(
     if not history.empty:
         history["selected"] = history["epoch"] == best_epoch
     return FitResult(config, model, objective, history, best_epoch, float(best_score))
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _identity_json(config: TrainConfig) -> str:
+    import json
+
+    return json.dumps(config.identity(), sort_keys=True)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be resumed: damaged, or carrying pickled Python objects."""
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write a checkpoint atomically; it holds only tensors and plain Python values, so
+    :func:`load_checkpoint` reads it with ``torch.load(weights_only=True)``."""
+    return atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: a file carrying pickled
+    objects (code that would run on loading) is rejected, never executed.
+
+    Raises :class:`CheckpointError` naming the file and what is wrong.
+    """
+    import pickle
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} carries pickled Python objects, which nhl checkpoints never do; it was not "
+            "loaded (loading it could run arbitrary code). Delete it to train from scratch"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is damaged or truncated ({type(err).__name__}: {err})") from err
+
+
+def _resumable(path: Path, config: TrainConfig) -> dict | None:
+    """The checkpoint to resume from, or None (with a warning) when it is damaged or unsafe."""
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as err:
+        warnings.warn(f"{err}; training from scratch instead", stacklevel=3)
+        return None
+    if ckpt.get("config") not in (_identity_json(config), config.to_json()):
+        raise ValueError(
+            f"the checkpoint in {path} belongs to another config; delete it or use another run_dir"
+        )
+    return ckpt

@@ -8,6 +8,7 @@ code's descent direction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -33,17 +34,26 @@ def _stack(grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: tuple[int, ..
     return g.reshape(g.shape[0], g.shape[1], -1)
 
 
+@functools.lru_cache(maxsize=64)
+def _rows_mask(bits: tuple[int, ...], rows: int, device, dtype) -> torch.Tensor:
+    """(K, L_K, 1) mask: 1 on rows 1..L_k of length k, 0 beyond (cached; do not modify)."""
+    lens = torch.tensor(bits, device=device)
+    return (torch.arange(rows, device=device)[None, :] < lens[:, None]).to(dtype)[:, :, None]
+
+
 def overlap_inner_products(
     grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: Sequence[int]
 ) -> torch.Tensor:
-    """Matrix ``C`` (K x K) with ``C[i, j] = <g_i, g_j>`` over the overlap rows ``1..L_min(i,j)``."""
+    """Matrix ``C`` (K x K) with ``C[i, j] = <g_i, g_j>`` over the overlap rows ``1..L_min(i,j)``.
+
+    Rows beyond ``L_k`` of ``g_k`` are treated as zero (they are zero for a gradient of length
+    k's objective); then the overlap inner product of a shorter ``i`` and a longer ``j`` is the
+    full inner product, so ``C`` is one ``K x K`` Gram matrix of the flattened gradients.
+    """
     bits = check_bit_list(bit_list)
     g = _stack(grads, bits)
-    per_row = torch.einsum("ird,jrd->ijr", g, g)  # (K, K, L_K): row-wise inner products
-    cum = per_row.cumsum(dim=2)
-    lens = torch.tensor(bits, device=g.device)
-    overlap = torch.minimum(lens[:, None], lens[None, :]) - 1  # last shared row index
-    return cum.gather(2, overlap[:, :, None]).squeeze(2)
+    g = (g * _rows_mask(bits, g.shape[1], g.device, g.dtype)).flatten(1)
+    return g @ g.T
 
 
 def overlap_cosines(
@@ -52,6 +62,7 @@ def overlap_cosines(
     """Cosine similarity of every pair of gradients on their shared rows (K x K, diagonal 1)."""
     bits = check_bit_list(bit_list)
     g = _stack(grads, bits)
+    g = g * _rows_mask(bits, g.shape[1], g.device, g.dtype)
     c = overlap_inner_products(g, bits)
     sq = (g * g).sum(dim=2).cumsum(dim=1)  # (K, L_K): squared norm of rows 1..r of each g
     lens = torch.tensor(bits, device=g.device)
@@ -78,25 +89,54 @@ def dominance_alphas(
     cap ``alpha_ij <= alpha_{i,i+1}`` for ``j > i + 1``.
     """
     bits = check_bit_list(bit_list)
+    g = _stack(grads, bits)
+    return alphas_from_inner_products(overlap_inner_products(g, bits), bits, beta=beta, norm=norm)
+
+
+def alphas_from_inner_products(
+    c: torch.Tensor, bit_list: Sequence[int], beta: float = 1.0, norm: str = "own"
+) -> torch.Tensor:
+    """:func:`dominance_alphas` from the overlap inner products ``c`` (K x K) of the gradients
+    (:func:`overlap_inner_products`; its diagonal holds each ``||g_i||^2``)."""
+    bits = check_bit_list(bit_list)
     check_choice(norm, NORMS, "norm")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
-    g = _stack(grads, bits)
     K = len(bits)
-    alphas = torch.ones(K, K, dtype=g.dtype, device=g.device)
+    if c.shape != (K, K):
+        raise ValueError(f"c must be {K} x {K} for bit_list {bits}, got {tuple(c.shape)}")
+    alphas = torch.ones(K, K, dtype=c.dtype, device=c.device)
     if K == 1:
         return alphas
-    c = overlap_inner_products(g, bits)
     own_sq = torch.diagonal(c)  # ||g_i||^2 over its own rows
     ref_sq = own_sq if norm == "own" else own_sq[:1].expand(K)
     tau = beta * ref_sq / (K - 1)
-    upper = torch.triu(torch.ones(K, K, dtype=torch.bool, device=g.device), diagonal=1)
+    upper = torch.triu(torch.ones(K, K, dtype=torch.bool, device=c.device), diagonal=1)
     conflict = upper & (c < 0) & (-c > tau[:, None])
-    alphas = torch.where(conflict, tau[:, None] / (-c).clamp_min(torch.finfo(g.dtype).tiny), alphas)
+    alphas = torch.where(conflict, tau[:, None] / (-c).clamp_min(torch.finfo(c.dtype).tiny), alphas)
     adjacent = torch.cat([torch.diagonal(alphas, offset=1), alphas.new_ones(1)])  # alpha_{i,i+1}
     far = torch.triu(torch.ones_like(upper), diagonal=2)
     alphas = torch.where(far, torch.minimum(alphas, adjacent[:, None]), alphas)
     return alphas
+
+
+def inner_products_from_outputs(
+    dh: torch.Tensor, z: torch.Tensor, bit_list: Sequence[int] | None = None
+) -> torch.Tensor:
+    """:func:`overlap_inner_products` of ``g_k = dh_k^T z`` without forming the ``g_k``.
+
+    ``dh`` (K, B, L_K): each length's gradient with respect to the layer output; ``z`` (B, d):
+    the features. ``<g_i, g_j> = <dh_i, (z z^T) dh_j>``, which costs ``B^2 (d + K L_K)``
+    instead of ``K L_K B d`` multiplications for the gradients themselves. With ``bit_list``
+    the columns of ``dh_k`` beyond L_k are ignored (as :func:`overlap_inner_products` ignores
+    rows of ``g_k`` beyond L_k); without it they must be zero.
+    """
+    if bit_list is not None:
+        bits = check_bit_list(bit_list)
+        dh = dh * _rows_mask(bits, dh.shape[2], dh.device, dh.dtype).transpose(1, 2)
+    zz = z @ z.T
+    D = dh.flatten(1)
+    return D @ torch.matmul(zz, dh).flatten(1).T
 
 
 def weights_from_alphas(alphas: torch.Tensor) -> torch.Tensor:

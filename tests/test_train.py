@@ -8,7 +8,7 @@ from nhl.config import TrainConfig
 from nhl.data import load_splits
 from nhl.metrics import mean_average_precision
 from nhl.models import encode_dataset
-from nhl.train import CHECKPOINT, TrainingDivergedError, fit
+from nhl.train import CHECKPOINT, TrainingDivergedError, build, fit, refresh_banks
 
 BITS = (8, 16, 32)
 
@@ -96,3 +96,33 @@ def test_non_finite_loss_stops_with_length_and_term_and_keeps_checkpoint(splits,
     kept = torch.load(tmp_path / CHECKPOINT, weights_only=False)
     assert kept["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("method", ["dhn", "dbdh"])
+def test_bank_refresh_writes_current_outputs_and_leaves_batchnorm_alone(splits, method):
+    model, objective = build(_config(method=method), splits)
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    assert refresh_banks(model, objective, splits.train, 64)
+    for k, v in model.named_buffers():
+        assert torch.equal(v, buffers[k]), k  # running statistics untouched
+    x, y, _ = splits.train.get_batch(torch.arange(64))
+    with torch.no_grad():
+        outputs = model.train()(x)
+    for loss, u in zip(objective.losses, outputs):
+        assert bool(loss.bank.filled.all())
+        expected = u.clamp(-1, 1) if method == "dbdh" else u  # what each loss keeps
+        assert torch.allclose(loss.bank.U[:64], expected, atol=1e-5)
+        assert torch.equal(loss.bank.Y[:64], y)
+
+
+def test_bank_refresh_is_a_no_op_without_banks(splits):
+    model, objective = build(_config(method="csq"), splits)
+    assert not refresh_banks(model, objective, splits.train, 64)
+
+
+def test_bank_refresh_option_is_checked_and_changes_training(splits):
+    with pytest.raises(ValueError, match="bank_refresh"):
+        _config(bank_refresh="sometimes")
+    epoch = fit(_config(method="dhn", epochs=1), splits, progress=False).history
+    none = fit(_config(method="dhn", epochs=1, bank_refresh="none"), splits, progress=False).history
+    assert not epoch["loss"].equals(none["loss"])
