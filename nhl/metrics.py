@@ -13,7 +13,10 @@ of relevant items, by counting rather than sorting:
   stable radix argsort of each query's ``uint8`` distances.
 
 Distances come from XOR + popcount on packed words, a small block of queries at a time, so
-memory stays at a few ``chunk x N_db`` byte arrays. Codes are +-1 (0/1 accepted), labels
+memory stays at a few ``chunk x N_db`` byte arrays. With numba installed each query is three
+compiled passes over the database (:mod:`nhl._kernels`: distances; histogram; a walk in index
+order with one counter per distance value, which gives every stable rank without sorting);
+``USE_KERNELS = False`` selects the numpy path, which gives the same numbers. Codes are +-1 (0/1 accepted), labels
 multi-hot 0/1; inputs may be numpy or torch.
 """
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
+from . import _kernels
 from .validation import (
     check_bit_list,
     check_choice,
@@ -39,6 +43,14 @@ TIES: tuple[str, ...] = ("average", "index")
 _CHUNK_ELEMENTS = 1 << 17  # distances per block of queries (XOR buffers stay in cache)
 _RELEVANCE_CACHE = 64  # relevance masks kept (one per distinct query label pattern)
 _GRID_ELEMENTS = 1 << 22  # rows x m-values per block of the hypergeometric sums
+_KERNEL_QUERY_BLOCK = 64  # queries per call of the compiled scan (distinct masks stacked)
+USE_KERNELS = True
+"""Use the compiled passes of :mod:`nhl._kernels` when numba is installed (set False to force
+the numpy paths, which give the same numbers; the tests compare the two)."""
+
+
+def _use_kernels(bits: int) -> bool:
+    return USE_KERNELS and _kernels.AVAILABLE and bits <= 255
 
 
 # --------------------------------------------------------------------------- validation
@@ -199,7 +211,7 @@ class _Evaluator:
     def __init__(self, q, db, ql, dl, chunk_size: int | None):
         self.q, self.db, self.ql = q, db, ql
         self.n_q, self.n_db = q.shape[0], db.shape[0]
-        self.chunk_size = chunk_size
+        self.chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
         patterns, inverse = _distinct_rows(dl)
         self.patterns = patterns.astype(np.int64)  # (P, C)
         self.n_patterns = patterns.shape[0]
@@ -248,6 +260,9 @@ class _Evaluator:
             limit = max([self.n_db if topk is None else topk, *ns])
             limit = None if limit >= self.n_db else limit
         q_words, db_words = _pack_words(self.q, bits), _pack_words(self.db, bits)
+        if _use_kernels(bits):
+            self._scan_compiled(res, q_words, db_words, nb, hist, index, topk, ns)
+            return res
         for sl in self.chunks():
             dist = _distance_block(q_words[:, sl], db_words, bits)
             qp = self.query_patterns(sl)
@@ -269,6 +284,54 @@ class _Evaluator:
                 if ns:
                     res.index_hits[row] = np.searchsorted(pos, ns)
         return res
+
+    def _scan_compiled(self, res, q_words, db_words, nb, hist, index, topk, ns) -> None:
+        """:meth:`scan` by the compiled per-query passes of :mod:`nhl._kernels` (same numbers).
+
+        Queries with the same prefix code and the same labels have the same answer,
+        so each distinct pair is evaluated once (short prefixes repeat a lot). They go in
+        blocks; a block's distinct relevance masks are stacked once (one per class for
+        single-label data) and each query points at its mask.
+        """
+        labels, pattern_of_query = _distinct_rows(self.ql)  # same labels, same relevance
+        key = np.concatenate([q_words.T, pattern_of_query[:, None].astype(q_words.dtype)], 1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        n_u = first.size
+        hist_all = np.empty((n_u, nb), np.int64) if hist else np.empty((0, nb), np.int64)
+        hist_rel = np.empty((n_u, nb), np.int64) if hist else np.empty((0, nb), np.int64)
+        index_ap = np.empty(n_u) if index else np.empty(0)
+        index_hits = np.empty((n_u, len(ns)), np.int64) if index else np.empty((0, 0), np.int64)
+        ns_arr = np.asarray(ns, np.int64)
+        unique_words = np.ascontiguousarray(q_words[:, first])
+        unique_patterns = pattern_of_query[first]
+        step = self.chunk_size or _KERNEL_QUERY_BLOCK
+        for start in range(0, n_u, step):
+            sl = slice(start, min(start + step, n_u))
+            ids, mask_of_query = np.unique(unique_patterns[sl], return_inverse=True)
+            relevant = (labels[ids].astype(np.int64) @ self.patterns.T) > 0
+            masks = np.stack([self._relevant(row)[0] for row in relevant]).view(np.uint8)
+            _kernels.evaluate_rows(
+                np.ascontiguousarray(unique_words[:, sl]),
+                db_words,
+                masks,
+                mask_of_query.reshape(-1).astype(np.intp),
+                nb,
+                hist,
+                index,
+                -1 if topk is None else int(topk),
+                ns_arr,
+                hist_all[sl] if hist else hist_all,
+                hist_rel[sl] if hist else hist_rel,
+                index_ap[sl] if index else index_ap,
+                index_hits[sl] if index else index_hits,
+            )
+        if hist:
+            res.hist_all[:] = hist_all[inverse]
+            res.hist_rel[:] = hist_rel[inverse]
+        if index:
+            res.index_ap[:] = index_ap[inverse]
+            res.index_hits[:] = index_hits[inverse]
 
     def _relevant(self, query_patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Relevance mask over the database and the relevant item indices for one query.

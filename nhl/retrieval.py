@@ -4,8 +4,10 @@
   per byte, first bit in the most significant position).
 * :class:`HammingIndex`: exact search with two interchangeable backends, ``"faiss"``
   (``faiss.IndexBinaryFlat``) and ``"numpy"`` (XOR + popcount on machine words, then a counting
-  selection: distances are small integers). Both return identical distances *and* indices:
-  ties are broken by database index.
+  selection: distances are small integers; compiled by numba when it is installed). Both
+  return identical distances *and* indices: ties are broken by database index.
+* :func:`tie_aware_recall`: recall@k of any search against the exact answer, where items
+  tied with the k-th neighbour are all equally right.
 * :func:`funnel_search`: coarse-to-fine search that exploits nested codes (METHOD.md section
   1): the short prefix of every code is itself a code, so a short prefix shortlists
   candidates cheaply, longer prefixes re-rank them, the last stage gives exact distances.
@@ -14,11 +16,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import combinations
 from math import comb
 
 import numpy as np
 
-from .metrics import _distance_block, _pack_words, _words_from_packed
+from . import _kernels
+from .metrics import _distance_block, _pack_words, _use_kernels, _words_from_packed
 from .validation import check_bit_list, check_choice, check_codes, check_positive_int
 
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "numpy")
@@ -28,6 +32,9 @@ _FUNNEL_CHUNK = 256  # at most this many queries per block in funnel_search
 _FUNNEL_ELEMENTS = 1 << 21  # and at most this many first-stage candidates per block
 _DIRECT_TABLE_BITS = 20  # first funnel stage up to this length: a table of 2^bits buckets
 _FEW_BUCKETS = 8  # scan distinct prefixes when there are at most ntotal / this many
+_MASK_ELEMENTS = 1 << 20  # bucket lookups per block of the flip-mask enumeration
+_MASK_BITS = 32  # first funnel stage up to this length: Hamming balls by flip masks
+_SCAN_ELEMENTS = 1 << 22  # query x bucket distances per block of the bucket scan
 
 
 # --------------------------------------------------------------------------- packing
@@ -73,8 +80,12 @@ class HammingIndex:
 
     Args:
         codes: database codes, +-1 or 0/1, shape (N, L).
-        backend: ``"faiss"`` (``faiss.IndexBinaryFlat``, needs L % 8 == 0), ``"numpy"`` (pure
-            numpy popcount) or ``"auto"`` (faiss when importable and L % 8 == 0, else numpy).
+        backend: ``"faiss"`` (``faiss.IndexBinaryFlat``, needs L % 8 == 0), ``"numpy"``
+            (popcount on machine words: compiled counting passes of :mod:`nhl._kernels` when
+            numba is installed, plain numpy otherwise) or ``"auto"``: the fastest present, i.e.
+            ``"numpy"`` with numba (as fast as faiss on one thread, single-threaded, and not
+            slowed down by a loaded machine as faiss's OpenMP threads are), else faiss when
+            importable and L % 8 == 0, else numpy.
 
     Attributes: ``ntotal`` (N), ``bits`` (L), ``backend`` (the one in use), ``packed`` (the
     codes as ``uint8`` bytes, see :func:`pack_codes`). Results are the same for both backends:
@@ -109,8 +120,11 @@ class HammingIndex:
         self.ntotal, self.bits = packed.shape[0], bits
         self.packed = packed
         faiss = _faiss()
-        if backend == "auto":
-            backend = "faiss" if faiss is not None and self.bits % 8 == 0 else "numpy"
+        if backend == "auto":  # the fastest present (benchmarks/README.md, section 2)
+            if _use_kernels(self.bits) or faiss is None or self.bits % 8:
+                backend = "numpy"
+            else:
+                backend = "faiss"
         if backend == "faiss":
             if faiss is None:
                 raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu")
@@ -158,6 +172,9 @@ class HammingIndex:
         out_d = np.empty((q.shape[0], k), np.int32)
         out_i = np.empty((q.shape[0], k), np.int64)
         q_words = _pack_words(q, self.bits)
+        if _use_kernels(self.bits):
+            _kernels.knn_rows(q_words, self._words, k, self.bits + 1, out_d, out_i)
+            return out_d, out_i
         step = max(1, _CHUNK_ELEMENTS // self.ntotal)
         for start in range(0, q.shape[0], step):
             dist = _distance_block(q_words[:, start : start + step], self._words, self.bits)
@@ -166,6 +183,30 @@ class HammingIndex:
                 out_i[i] = idx
                 out_d[i] = d[idx]
         return out_d, out_i
+
+    def distances(self, queries, ids, bits: int | None = None) -> np.ndarray:
+        """Hamming distances at ``bits`` bits (default: all) between query ``i`` and the
+        database items ``ids[i]``: ``(N_q, m)`` integers, e.g. to score what a search returned.
+
+        ``queries`` have ``index.bits`` bits; ``ids`` is ``(N_q, m)`` database positions.
+        """
+        q = self._queries(queries)
+        bits = self.bits if bits is None else check_positive_int(bits, "bits")
+        if bits > self.bits:
+            raise ValueError(f"bits={bits} but the index holds {self.bits}-bit codes")
+        items = np.asarray(ids)
+        if items.ndim != 2 or items.shape[0] != q.shape[0]:
+            raise ValueError(
+                f"ids must have shape (N_q, m) with N_q = {q.shape[0]} queries, got {items.shape}"
+            )
+        if not np.issubdtype(items.dtype, np.integer):
+            raise TypeError(f"ids must be integer database positions, got dtype {items.dtype}")
+        if items.size and (items.min() < 0 or items.max() >= self.ntotal):
+            raise ValueError(f"ids must lie in 0..{self.ntotal - 1}")
+        if items.size == 0:
+            return np.zeros(items.shape, np.int32)
+        dist = _row_distances(self, np.packbits(q > 0, axis=1), items.astype(np.int64), bits)
+        return dist.astype(np.int32)
 
     def range_search(
         self, queries, radius: int, return_distances: bool = False
@@ -219,6 +260,41 @@ def _smallest(d: np.ndarray, k: int) -> np.ndarray:
     return near[np.argsort(d[near], kind="stable")[:k]]
 
 
+# --------------------------------------------------------------------------- scoring
+
+
+def tie_aware_recall(found_distances, exact_distances) -> np.ndarray:
+    """Per-query recall@k of a search against the exact k nearest neighbours, counting ties.
+
+    ``found_distances``: ``(N_q, k)`` distances *at the reference length* of the items a
+    method returned (e.g. :meth:`HammingIndex.distances` at 128 bits); ``exact_distances``:
+    ``(N_q, k)`` sorted distances of the exhaustive search at that length. With ``e_k`` the
+    exact k-th distance, every item closer than ``e_k`` must be returned, and any of the items
+    at exactly ``e_k`` is an equally exact answer, so
+
+        recall = (#{found < e_k} + min(#{found == e_k}, k - #{exact < e_k})) / k,
+
+    the best overlap with any exact answer (equal to the plain id overlap when nothing ties).
+    """
+    found = np.asarray(found_distances)
+    exact = np.asarray(exact_distances)
+    if found.ndim != 2 or exact.ndim != 2 or found.shape != exact.shape:
+        raise ValueError(
+            "found_distances and exact_distances must both have shape (N_q, k), got "
+            f"{found.shape} and {exact.shape}"
+        )
+    if exact.shape[1] == 0:
+        raise ValueError("k must be at least 1 (the arrays have no columns)")
+    if np.any(np.diff(exact, axis=1) < 0):
+        raise ValueError("exact_distances must be sorted along each row (as search returns)")
+    k = exact.shape[1]
+    kth = exact[:, -1:]
+    below = (found < kth).sum(axis=1)
+    at = (found == kth).sum(axis=1)
+    room = k - (exact < kth).sum(axis=1)
+    return (below + np.minimum(at, room)) / k
+
+
 # --------------------------------------------------------------------------- funnel search
 
 
@@ -239,16 +315,21 @@ def funnel_search(
     k: int,
     stages: Sequence[int] = (16, 64, 128),
     shortlist: Sequence[int] | None = None,
+    radius: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nested coarse-to-fine k-NN: short prefixes shortlist, longer prefixes re-rank.
 
     Stage 1 ranks the database by the Hamming distance of the first ``stages[0]`` bits and
-    keeps ``shortlist[0]`` candidates. For short first stages (up to 20 bits) it never touches
-    single items: the database is grouped by prefix value, and the buckets are visited in
-    increasing distance from the query's prefix (enumerating flip masks by popcount) until the
-    shortlist is full. Each later stage re-ranks the survivors by a longer prefix and keeps
-    ``shortlist[j]`` of them; the last stage (``stages[-1]`` bits) returns the ``k`` best with
-    exact distances at that length, ties broken by database index.
+    keeps ``shortlist[0]`` candidates. For first stages up to 32 bits it never scans single
+    items: the database is grouped by prefix value (buckets, stored bucket by bucket), and the
+    buckets are visited in increasing distance from the query's prefix (flip masks by
+    popcount while a shell has no more masks than there are buckets, then a scan of the
+    distinct prefixes) until the shortlist is full; the last bucket is cut in index order.
+    Each later stage re-ranks the survivors by a longer prefix and keeps ``shortlist[j]`` of
+    them (ties: visiting order); the last stage (``stages[-1]`` bits) returns the ``k`` best
+    with exact distances at that length, ties broken by database index. A single stage is an
+    exact search on that prefix (ties by database index too). With numba installed all of
+    this runs in one compiled pass (:mod:`nhl._kernels`), with the same results.
 
     Args:
         index: a :class:`HammingIndex` over the longest codes (any backend).
@@ -258,6 +339,14 @@ def funnel_search(
         shortlist: candidates kept after each stage but the last (``len(stages) - 1`` sizes,
             each >= k); default :func:`default_shortlist`. A shortlist covering the database
             makes the search exact.
+        radius: instead of a shortlist, a Hamming ball: the first stage keeps every item
+            within ``radius`` of the query's ``stages[0]``-bit prefix, for two stages
+            ``(b, index.bits)`` with ``b`` a multiple of 8 (at most 64). This first stage is
+            faiss's ``IndexBinaryHash(index.bits, b)`` with ``nflip = radius`` (faiss's
+            bucket index is this very funnel, and faster at it on the benchmark's 2M-item
+            database: benchmarks/README.md); the answer is re-sorted by (distance, database
+            index), with id -1 (distance ``index.bits + 1``) where the ball holds fewer than
+            ``k`` items.
 
     Returns ``(distances int32, indices int64)`` of shape (N_q, min(k, ntotal)), like
     :meth:`HammingIndex.search`. Recall depends on how much of the code's structure its
@@ -272,6 +361,8 @@ def funnel_search(
         raise ValueError(
             f"stages end at {stages[-1]} bits but the index holds {index.bits}-bit codes"
         )
+    if radius is not None:
+        return _funnel_by_faiss_hash(index, q, k, stages, radius, shortlist)
     if shortlist is None:
         shortlist = default_shortlist(k, stages, index.ntotal)
     shortlist = tuple(check_positive_int(s, "shortlist") for s in shortlist)
@@ -289,12 +380,24 @@ def funnel_search(
     q_packed = np.packbits(q > 0, axis=1)
     out_d = np.empty((q.shape[0], k), np.int32)
     out_i = np.empty((q.shape[0], k), np.int64)
+    if len(stages) == 1:  # one stage: exact search on the prefix, ties by database index
+        return _exact_prefix_search(index, q_packed, stages[0], k, out_d, out_i)
     step = max(1, min(_FUNNEL_CHUNK, _FUNNEL_ELEMENTS // sizes[0]))  # bound memory per block
+    compiled = _use_kernels(stages[-1]) and stages[0] <= 64
+    if compiled and stages[0] <= _MASK_BITS:  # everything in one compiled pass
+        _funnel_ball(index, q_packed, stages, sizes, out_d, out_i)
+        return out_d, out_i
     for start in range(0, q.shape[0], step):
         qp = q_packed[start : start + step]
+        rows = slice(start, start + qp.shape[0])
+        if compiled:
+            buckets = _first_stage_buckets(index, qp, stages[0], sizes[0])
+            if buckets is not None:
+                _funnel_compiled(index, qp, stages, sizes, buckets, out_d[rows], out_i[rows])
+                continue
         items = _first_stage(index, qp, stages[0], sizes[0])  # (rows, sizes[0]), visit order
         for j, bits in enumerate(stages):
-            if j == 0 and len(stages) > 1:
+            if j == 0:
                 continue  # the first stage has already ranked and cut
             dist = _row_distances(index, qp, items, bits)
             if j == len(stages) - 1:  # the answer: order by (distance, database index)
@@ -303,9 +406,124 @@ def funnel_search(
                 break
             best = np.argsort(dist, axis=1, kind="stable")[:, : sizes[j]]  # radix sort
             items = np.take_along_axis(items, best, axis=1)
-        out_d[start : start + qp.shape[0]] = dist
-        out_i[start : start + qp.shape[0]] = items
+        out_d[rows] = dist
+        out_i[rows] = items
     return out_d, out_i
+
+
+def _funnel_by_faiss_hash(index, q, k, stages, radius, shortlist):
+    """:func:`funnel_search` with a Hamming-ball first stage: faiss ``IndexBinaryHash``."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+    if shortlist is not None:
+        raise ValueError("give either shortlist or radius, not both")
+    b = stages[0]
+    if len(stages) != 2 or stages[1] != index.bits or b % 8 or b > 64 or index.bits % 8:
+        raise ValueError(
+            f"radius needs two stages (b, {index.bits}) with b a multiple of 8 up to 64 and "
+            f"whole-byte codes, got stages {stages} for {index.bits}-bit codes"
+        )
+    faiss = _faiss()
+    if faiss is None:
+        raise ImportError("radius needs faiss (its IndexBinaryHash): pip install faiss-cpu")
+    key = ("faiss-hash", b)
+    if key not in index._funnel_cache:
+        hashed = faiss.IndexBinaryHash(index.bits, b)
+        hashed.add(index.packed)
+        index._funnel_cache[key] = hashed
+    hashed = index._funnel_cache[key]
+    hashed.nflip = int(radius)
+    dist, idx = hashed.search(np.packbits(q > 0, axis=1), k)
+    dist = np.where(idx >= 0, dist, index.bits + 1).astype(np.int64)
+    key = dist * (index.ntotal + 1) + np.where(idx >= 0, idx, index.ntotal)
+    key = np.sort(key, axis=1)
+    dist, idx = np.divmod(key, index.ntotal + 1)
+    idx = np.where(idx == index.ntotal, -1, idx)
+    return dist.astype(np.int32), idx.astype(np.int64)
+
+
+def _exact_prefix_search(index, q_packed, bits, k, out_d, out_i):
+    """Exact k-NN on the first ``bits`` bits, sorted by (distance, database index)."""
+    db = _prefix_words(index, bits)
+    qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
+    if _use_kernels(bits):
+        _kernels.knn_rows(qw, db, k, bits + 1, out_d, out_i)
+        return out_d, out_i
+    step = max(1, _CHUNK_ELEMENTS // index.ntotal)
+    for start in range(0, q_packed.shape[0], step):
+        dist = _distance_block(qw[:, start : start + step], db, bits)
+        for i, d in enumerate(dist, start):
+            out_i[i] = _smallest(d, k)
+            out_d[i] = d[out_i[i]]
+    return out_d, out_i
+
+
+def _first_stage_buckets(index, q_packed, bits, size):
+    """(table, rows, buckets) of the bucket paths of :func:`_first_stage`, or None when the
+    first stage scans every item."""
+    table = _bucket_table(index, bits)
+    if bits <= _MASK_BITS:
+        return table, *_buckets_by_masks(table, q_packed, bits, size)
+    if table.n_buckets <= index.ntotal // _FEW_BUCKETS:
+        return table, *_buckets_by_scan(table, q_packed, bits, size)
+    return None
+
+
+def _funnel_compiled(index, q_packed, stages, sizes, buckets, out_d, out_i) -> None:
+    """The funnel by :func:`nhl._kernels.funnel_rows` over the bucket-ordered codes."""
+    table, rows, visit = buckets
+    words = _sorted_words(index, table, stages[0])
+    n_rows = q_packed.shape[0]
+    row_ptr = np.searchsorted(rows, np.arange(n_rows + 1)).astype(np.int64)
+    qw = np.ascontiguousarray(_words_from_packed(q_packed, index.bits).T)
+    masks = np.stack([_prefix_mask(index.bits, b) for b in stages[1:]])
+    bins = np.asarray([b + 1 for b in stages], np.int64)
+    _kernels.funnel_rows(
+        qw, words, table.items, table.starts, table.sizes, row_ptr, visit.astype(np.int64),
+        masks, bins, np.asarray(sizes, np.int64), index.ntotal, out_d, out_i,
+    )
+
+
+def _funnel_ball(index, q_packed, stages, sizes, out_d, out_i) -> None:
+    """The funnel by :func:`nhl._kernels.funnel_ball_rows`: Hamming balls of the first stage
+    (flip masks, then a bucket scan, as :func:`_buckets_by_masks`) found in the same pass."""
+    bits = stages[0]
+    table = _bucket_table(index, bits)
+    n_radii = next((r for r in range(bits + 1) if comb(bits, r) > table.n_buckets), bits + 1)
+    key = ("shells", bits, n_radii)
+    if key not in index._funnel_cache:
+        shells = [_shell(bits, r) for r in range(n_radii)]
+        ends = np.cumsum([0] + [len(x) for x in shells]).astype(np.int64)
+        index._funnel_cache[key] = (np.concatenate(shells or [np.zeros(0, np.int64)]), ends)
+    masks, ends = index._funnel_cache[key]
+    empty = np.zeros(0, np.int64)
+    direct = table.bucket_of_value if table.bucket_of_value is not None else empty
+    sorted_values = table._sorted_values if table._sorted_values is not None else empty
+    sorted_buckets = table._bucket_of_sorted if table._bucket_of_sorted is not None else empty
+    qw = np.ascontiguousarray(_words_from_packed(q_packed, index.bits).T)
+    _kernels.funnel_ball_rows(
+        _prefix_values(q_packed, bits), direct, sorted_values, sorted_buckets, masks, ends,
+        n_radii, bits, table.values, qw, _sorted_words(index, table, bits), table.items,
+        table.starts, table.sizes, np.stack([_prefix_mask(index.bits, b) for b in stages[1:]]),
+        np.asarray([b + 1 for b in stages], np.int64), np.asarray(sizes, np.int64),
+        index.ntotal, out_d, out_i,
+    )
+
+
+def _sorted_words(index, table, bits) -> np.ndarray:
+    """(W, N) words of the full codes, stored bucket by bucket (the bucket table's order)."""
+    key = ("sorted", bits)
+    if key not in index._funnel_cache:
+        words = _words_from_packed(index.packed, index.bits)
+        index._funnel_cache[key] = np.ascontiguousarray(words[table.items].T)
+    return index._funnel_cache[key]
+
+
+def _prefix_mask(total_bits: int, bits: int) -> np.ndarray:
+    """Words (layout of :func:`nhl.metrics._words_from_packed`) with the first ``bits`` bits
+    set, so that popcount((q ^ x) & mask) is the distance on that prefix."""
+    ones = np.packbits(np.arange(total_bits) < bits)[None, :]
+    return np.ascontiguousarray(_words_from_packed(ones, total_bits)[0])
 
 
 def _prefix_words(index: HammingIndex, bits: int) -> np.ndarray:
@@ -332,47 +550,77 @@ def _first_stage(index, q_packed, bits, size):
     """(rows, size) candidate items per query, by distance on the first ``bits`` bits.
 
     Items are grouped by prefix value (buckets) and buckets are taken in increasing distance
-    from the query's prefix until ``size`` items are collected. For short prefixes (up to 20
-    bits) the buckets are found by enumerating flip masks by popcount (Hamming balls around
-    the query's prefix); for longer ones by scanning the distinct prefixes when they are few
-    (trained codes cluster); otherwise every item's prefix is scanned.
+    from the query's prefix until ``size`` items are collected. For prefixes up to 32 bits the
+    buckets are found by enumerating flip masks by popcount (Hamming balls around the query's
+    prefix) while a shell has no more masks than there are buckets, then by scanning the
+    distinct prefixes; longer prefixes scan the distinct prefixes when they are few (trained
+    codes cluster); otherwise every item's prefix is scanned.
     """
-    table = _bucket_table(index, bits) if bits <= 64 else None
-    if bits <= _DIRECT_TABLE_BITS:
-        return _expand(table, *_buckets_by_masks(table, q_packed, bits, size), size)
-    if table is not None and table.n_buckets <= index.ntotal // _FEW_BUCKETS:
-        return _expand(table, *_buckets_by_scan(table, q_packed, bits, size), size)
+    found = _first_stage_buckets(index, q_packed, bits, size) if bits <= 64 else None
+    if found is not None:
+        return _expand(*found, size)
     return _first_stage_scan(index, q_packed, bits, size)
 
 
-def _buckets_by_scan(table, q_packed, bits, size):
-    """(rows, buckets) in visiting order: distinct prefixes sorted by distance per query."""
+def _buckets_by_scan(table, q_packed, bits, size, min_dist=None, found=None):
+    """(rows, buckets) in visiting order: distinct prefixes sorted by distance per query.
+
+    With ``min_dist`` (per row) only buckets at distance >= it are visited and ``found`` (per
+    row) items are taken as already collected: the mask enumeration hands over to this scan
+    when its next shell would cost more than scanning every bucket.
+    """
     qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
-    dist = _distance_block(qw, table.words, bits)  # (rows, n_buckets)
-    order = np.argsort(dist, axis=1, kind="stable")  # ties: bucket (prefix value) order
-    sizes = table.sizes[order]
-    cum = np.cumsum(sizes, axis=1, dtype=np.int64)
-    rows, col = np.nonzero(cum - sizes < size)  # buckets up to the one that fills the list
-    return rows, order[rows, col]
+    n_rows = q_packed.shape[0]
+    step = max(1, _SCAN_ELEMENTS // table.n_buckets)
+    out_rows, out_buckets = [], []
+    for start in range(0, n_rows, step):
+        sl = slice(start, min(start + step, n_rows))
+        dist = _distance_block(qw[:, sl], table.words, bits)  # (rows, n_buckets)
+        order = np.argsort(dist, axis=1, kind="stable")  # ties: bucket (prefix value) order
+        sizes = table.sizes[order]
+        if min_dist is not None:
+            near = np.take_along_axis(dist, order, axis=1) < min_dist[sl, None]
+            sizes = np.where(near, 0, sizes)  # visited already by the mask enumeration
+        cum = np.cumsum(sizes, axis=1, dtype=np.int64)
+        if found is not None:
+            cum += found[sl, None]
+        rows, col = np.nonzero((cum - sizes < size) & (sizes > 0))  # up to the filling bucket
+        out_rows.append(rows + start)
+        out_buckets.append(order[rows, col])
+    return np.concatenate(out_rows), np.concatenate(out_buckets)
 
 
 def _buckets_by_masks(table, q_packed, bits, size):
     """(rows, buckets) in visiting order: Hamming shells of radius 0, 1, ... around each
-    query's prefix, enumerated with flip masks, until the shortlist is full."""
-    masks, ends = _flip_masks(bits)
+    query's prefix, enumerated with flip masks, until the shortlist is full.
+
+    A shell of ``C(bits, r)`` masks is enumerated only while that is no more than the number of
+    distinct prefixes (and in blocks of at most ``_MASK_ELEMENTS`` lookups); queries still short
+    of their shortlist then go on by scanning the distinct prefixes from radius ``r``.
+    """
     qv = _prefix_values(q_packed, bits)
     found = np.zeros(qv.size, np.int64)
     pair_rows, pair_buckets = [], []
     active = np.arange(qv.size)
     for radius in range(bits + 1):
-        shell = masks[ends[radius] : ends[radius + 1]]
-        buckets = table.bucket_of_value[qv[active, None] ^ shell[None, :]]  # -1: empty
-        sizes = np.where(buckets >= 0, table.sizes[buckets], 0)
-        cum = found[active, None] + np.cumsum(sizes, axis=1, dtype=np.int64)
-        r, col = np.nonzero((cum - sizes < size) & (sizes > 0))
-        pair_rows.append(active[r])
-        pair_buckets.append(buckets[r, col])
-        found[active] = cum[:, -1]
+        if comb(bits, radius) > table.n_buckets:  # scanning every bucket is cheaper from here on
+            rows, buckets = _buckets_by_scan(
+                table, q_packed[active], bits, size, np.full(active.size, radius), found[active]
+            )
+            pair_rows.append(active[rows])
+            pair_buckets.append(buckets)
+            break
+        shell = _shell(bits, radius)
+        step = max(1, _MASK_ELEMENTS // shell.size)
+        for start in range(0, active.size, step):
+            part = active[start : start + step]
+            buckets = table.lookup(qv[part, None] ^ shell[None, :])  # -1: empty
+            sizes = np.where(buckets >= 0, table.sizes[buckets], 0)
+            cum = found[part, None] + np.cumsum(sizes, axis=1, dtype=np.int64)
+            r, col = np.nonzero((cum - sizes < size) & (sizes > 0))
+            pair_rows.append(part[r])
+            pair_buckets.append(buckets[r, col])
+            found[part] = cum[:, -1]
         active = active[found[active] < size]
         if active.size == 0:
             break
@@ -421,9 +669,22 @@ class _BucketTable:
         self.items = np.argsort(inverse.ravel(), kind="stable").astype(np.int64)
         self.words = np.ascontiguousarray(words[first][None, :])  # (1, n_buckets)
         self.bucket_of_value = None
+        self._sorted_values = self._bucket_of_sorted = None
+        self.values = _prefix_values(packed[first], bits) if bits <= _MASK_BITS else None
         if bits <= _DIRECT_TABLE_BITS:  # direct addressing by prefix value, -1 when empty
             self.bucket_of_value = np.full(1 << bits, -1, np.int64)
             self.bucket_of_value[_prefix_values(packed[first], bits)] = np.arange(values.size)
+        elif bits <= _MASK_BITS:  # sorted prefix values, looked up by binary search
+            prefix = _prefix_values(packed[first], bits)
+            self._bucket_of_sorted = np.argsort(prefix).astype(np.int64)
+            self._sorted_values = prefix[self._bucket_of_sorted]
+
+    def lookup(self, values: np.ndarray) -> np.ndarray:
+        """Bucket of each prefix value (any shape), -1 where no item has that prefix."""
+        if self.bucket_of_value is not None:
+            return self.bucket_of_value[values]
+        pos = np.minimum(np.searchsorted(self._sorted_values, values), self.n_buckets - 1)
+        return np.where(self._sorted_values[pos] == values, self._bucket_of_sorted[pos], -1)
 
 
 def _bucket_table(index: HammingIndex, bits: int) -> _BucketTable:
@@ -442,14 +703,17 @@ def _prefix_values(packed: np.ndarray, bits: int) -> np.ndarray:
     return value >> (8 * n_bytes - bits)
 
 
-_MASKS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_SHELLS: dict[tuple[int, int], np.ndarray] = {}
 
 
-def _flip_masks(bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """All ``bits``-bit masks sorted by popcount, and where each popcount starts/ends."""
-    if bits not in _MASKS:
-        masks = np.arange(1 << bits, dtype=np.int64)
-        order = np.argsort(np.bitwise_count(masks), kind="stable")
-        ends = np.cumsum([0] + [comb(bits, r) for r in range(bits + 1)])
-        _MASKS[bits] = (masks[order], ends)
-    return _MASKS[bits]
+def _shell(bits: int, radius: int) -> np.ndarray:
+    """All ``bits``-bit flip masks of popcount ``radius``, ascending (cached)."""
+    key = (bits, radius)
+    if key not in _SHELLS:
+        if radius == 0:
+            masks = np.zeros(1, np.int64)
+        else:
+            pos = np.array(list(combinations(range(bits), radius)), np.int64).reshape(-1, radius)
+            masks = np.sort((np.int64(1) << pos).sum(axis=1))
+        _SHELLS[key] = masks
+    return _SHELLS[key]

@@ -15,6 +15,7 @@ from nhl.retrieval import (
     default_shortlist,
     funnel_search,
     pack_codes,
+    tie_aware_recall,
     unpack_codes,
 )
 
@@ -206,12 +207,17 @@ def test_from_packed_matches_codes():
         HammingIndex.from_packed(packed, 24)
 
 
-@pytest.mark.parametrize(("direct_bits", "few"), [(20, 1), (0, 1), (0, 10**9)])
-def test_funnel_first_stage_paths(monkeypatch, direct_bits, few):
-    # Hamming balls of flip masks / scan of distinct prefixes / scan of every item
+@pytest.mark.parametrize(
+    ("direct_bits", "mask_bits", "few"),
+    [(20, 32, 1), (0, 32, 1), (0, 0, 10**9), (0, 0, 1)],
+)
+def test_funnel_first_stage_paths(monkeypatch, direct_bits, mask_bits, few):
+    # Hamming balls of flip masks (direct table / sorted lookup), scan of distinct prefixes,
+    # scan of every item
     from nhl import retrieval
 
     monkeypatch.setattr(retrieval, "_DIRECT_TABLE_BITS", direct_bits)
+    monkeypatch.setattr(retrieval, "_MASK_BITS", mask_bits)
     monkeypatch.setattr(retrieval, "_FEW_BUCKETS", few)
     rng = np.random.default_rng(7)
     q, db = tied_codes(rng, 500, 20, 64)
@@ -225,3 +231,86 @@ def test_funnel_first_stage_paths(monkeypatch, direct_bits, few):
         full = hamming_distances(q, db)
         np.testing.assert_array_equal(dist, np.take_along_axis(full, idx, axis=1))
         assert all(len(set(row)) == 25 for row in idx.tolist())
+
+
+# --------------------------------------------------------------------------- distances, recall
+
+
+@pytest.mark.parametrize("backend", BACKEND_PAIRS)
+@pytest.mark.parametrize("bits", [None, 8, 13])
+def test_distances_of_given_items(backend, bits):
+    rng = np.random.default_rng(8)
+    q, db = tied_codes(rng, 90, 7, 64)
+    index = HammingIndex(db, backend=backend)
+    ids = rng.integers(0, 90, size=(7, 11))
+    d = index.distances(q, ids, bits=bits)
+    b = 64 if bits is None else bits
+    full = hamming_distances(q[:, :b], db[:, :b])
+    assert d.dtype == np.int32 and d.shape == (7, 11)
+    np.testing.assert_array_equal(d, np.take_along_axis(full, ids, axis=1))
+    assert index.distances(q, np.zeros((7, 0), np.int64)).shape == (7, 0)
+
+
+def test_distances_errors():
+    index = HammingIndex(np.ones((10, 16), np.int8))
+    q = np.ones((2, 16), np.int8)
+    with pytest.raises(ValueError, match="shape"):
+        index.distances(q, np.zeros((3, 4), np.int64))
+    with pytest.raises(ValueError, match="0..9"):
+        index.distances(q, np.full((2, 1), 10))
+    with pytest.raises(TypeError, match="integer"):
+        index.distances(q, np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="bits=32"):
+        index.distances(q, np.zeros((2, 1), np.int64), bits=32)
+
+
+def test_tie_aware_recall_by_hand():
+    exact = np.array([[0, 1, 2, 2],      # e_k = 2, one place left among the items at distance 2
+                      [0, 0, 0, 0],      # e_k = 0: any four exact matches are right
+                      [1, 2, 3, 4]])     # no ties
+    found = np.array([[0, 2, 2, 3],      # 0 (< 2) + min(2 at 2, 2 places) = 3 of 4
+                      [0, 0, 0, 0],
+                      [1, 2, 4, 5]])     # 1, 2 below 4; one at 4 with one place: 3 of 4
+    np.testing.assert_allclose(tie_aware_recall(found, exact), [3 / 4, 1.0, 3 / 4])
+    # more found items at e_k than places: capped
+    np.testing.assert_allclose(tie_aware_recall([[2, 2, 2, 2]], [[0, 1, 2, 2]]), [2 / 4])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 30))
+def test_tie_aware_recall_properties(seed, k):
+    rng = np.random.default_rng(seed)
+    q, db = tied_codes(rng, 80, 5, 16)
+    k = min(k, 80)
+    index = HammingIndex(db, backend="numpy")
+    exact_d, exact_i = index.search(q, k)
+    assert np.all(tie_aware_recall(exact_d, exact_d) == 1.0)  # the exact answer scores 1
+    ids = np.stack([rng.choice(80, k, replace=False) for _ in range(len(q))])
+    r = tie_aware_recall(index.distances(q, ids), exact_d)
+    assert np.all((r >= 0) & (r <= 1))
+    # never below the plain id overlap: every exact id found is also counted
+    overlap = np.array([np.intersect1d(a, b).size / k for a, b in zip(ids, exact_i)])
+    assert np.all(r >= overlap - 1e-12)
+
+
+def test_tie_aware_recall_equals_overlap_without_ties():
+    rng = np.random.default_rng(9)
+    db = rng.choice(np.array([-1, 1], np.int8), size=(300, 128))
+    q = rng.choice(np.array([-1, 1], np.int8), size=(4, 128))
+    index = HammingIndex(db)
+    exact_d, exact_i = index.search(q, 1)
+    _, other = HammingIndex(db[:, :8]).search(q[:, :8], 1)
+    r = tie_aware_recall(index.distances(q, other), exact_d)
+    overlap = np.array([float(a[0] == b[0]) for a, b in zip(other, exact_i)])
+    full = hamming_distances(q, db)
+    unique_nn = [(row == row.min()).sum() == 1 for row in full]
+    np.testing.assert_array_equal(r[unique_nn], overlap[unique_nn])
+
+
+def test_tie_aware_recall_errors():
+    with pytest.raises(ValueError, match="shape"):
+        tie_aware_recall(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="sorted"):
+        tie_aware_recall(np.zeros((1, 2)), [[3, 1]])
+    with pytest.raises(ValueError, match="at least 1"):
+        tie_aware_recall(np.zeros((2, 0)), np.zeros((2, 0)))
