@@ -47,13 +47,20 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="nhl", choices=sorted(VARIANTS), help="nested ablation variant")
     p.add_argument("--epochs", type=_positive, default=None, help="epochs (default 15; quick: 2)")
     p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr", type=float, default=None,
+        help="learning rate (default: the method's recorded value, see nhl.recipes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", default="cnn", choices=("cnn", "resnet50"))
     p.add_argument("--quick", action="store_true", help="tiny split and 2 epochs (also NHL_QUICK=1)")
     p.add_argument("--runs", default=None, help="run cache folder (default: runs/ or $NHL_RUNS)")
     p.add_argument("--data", default=None, help="dataset folder (default: data/ or $NHL_DATA)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--amp", action="store_true", help="mixed precision for the backbone (CUDA only)")
+    p.add_argument("--force", action="store_true", help="train again even if the run is cached")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -70,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         seed=args.seed,
         backbone=args.backbone,
+        device=args.device,
+        amp=args.amp,
     ).variant(args.variant)
 
 
@@ -87,6 +96,22 @@ def parser() -> argparse.ArgumentParser:
         if name == "grid":
             sp.add_argument("--methods", default="all", help="comma-separated methods or 'all'")
             sp.add_argument("--out", default=None, help="also write the table to this CSV file")
+    from .results import STUDIES
+
+    st = sub.add_parser(
+        "study",
+        help="train a committed study's runs and write results/NAME.csv (+ .json stamp)",
+        description="Train what the named studies need (in parallel) and write their tables. "
+        + "; ".join(f"{s.name}: {s.what}" for s in STUDIES.values()),
+    )
+    st.add_argument("names", nargs="+", choices=[*STUDIES, "all"], help="studies to run")
+    st.add_argument("--workers", type=_positive, default=None, help="parallel runs (default: cores / threads)")
+    st.add_argument("--threads", type=_positive, default=1, help="torch threads per run (default 1)")
+    st.add_argument("--runs", default=None, help="run cache folder (default: runs/ or $NHL_RUNS)")
+    st.add_argument("--data", default=None, help="dataset folder (default: data/ or $NHL_DATA)")
+    st.add_argument("--out", default=None, help="where to write the tables (default: results/)")
+    rep = sub.add_parser("report", help="print the committed result tables as Markdown (README)")
+    rep.add_argument("--results", default=None, help="results folder (default: results/)")
     rp = sub.add_parser("runs", help="list the cached runs")
     rp.add_argument("--runs", default=None)
     return p
@@ -96,6 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import experiments
 
     args = parser().parse_args(argv)
+    if args.command == "study":
+        from . import results
+
+        names = [n for n in results.STUDIES if n != "hparams"] if "all" in args.names else args.names
+        command = "python -m nhl study " + " ".join(args.names)
+        results.run_study(names, workers=args.workers, threads=args.threads, root=args.runs,
+                          data_root=args.data, out=args.out, command=command)
+        for n in names:
+            print(f"wrote {results.results_dir() if args.out is None else args.out}/{n}.csv")
+        return 0
+    if args.command == "report":
+        from .summaries import markdown_report
+
+        print(markdown_report(args.results))
+        return 0
     if args.command == "runs":
         table = experiments.list_runs(args.runs)
         print(table.to_string() if not table.empty else "no cached runs")
@@ -116,12 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config: TrainConfig) -> int:
-    from . import experiments, losses, studies
+    from . import distributed, experiments, losses, studies
 
     kw = dict(root=args.runs, data_root=args.data, progress=not args.no_progress)
+    if args.force:
+        kw["force"] = True
     t0 = time.perf_counter()
     if args.command in ("train", "eval"):
         r = experiments.run(config, **kw)
+        if not distributed.is_main():  # under torchrun rank 0 reports
+            return 0
         print(f"run: {r.path}{' (cached)' if r.cached else ''}")
         print(r.table().to_string(float_format="{:.4f}".format))
         print(f"training {r.train_seconds:.1f} s, best epoch {r.metrics['best_epoch']}")

@@ -41,14 +41,15 @@ def grid_configs(config: TrainConfig, methods: Iterable[str]) -> list[TrainConfi
     return out
 
 
-def _cached(config: TrainConfig, root, data_root) -> experiments.RunResult | None:
+def cached_run(config: TrainConfig, root=None, data_root=None) -> experiments.RunResult | None:
+    """The finished run of ``config`` in the cache at ``root``, or None (never trains)."""
     splits = experiments.get_splits(config, data_root)
     path = experiments.run_path(config, splits.fingerprint, root)
     if not (path / "metrics.json").exists():
         return None
     try:
         return experiments.load(path)
-    except FileNotFoundError:  # metrics written but another file missing: not finished
+    except (FileNotFoundError, experiments.DamagedRunError):  # not finished, or damaged: retrain
         return None
 
 
@@ -59,7 +60,7 @@ def missing_runs(
     data_root: str | Path | None = None,
 ) -> list[TrainConfig]:
     """The grid's runs that are not (yet) finished in the cache at ``root``."""
-    return [c for c in grid_configs(config, methods) if _cached(c, root, data_root) is None]
+    return [c for c in grid_configs(config, methods) if cached_run(c, root, data_root) is None]
 
 
 def load_grid(
@@ -80,12 +81,12 @@ def load_grid(
     rows = []
     for method in methods:
         nested_cfg = config.replace(method=method)
-        nested = _cached(nested_cfg, root, data_root)
+        nested = cached_run(nested_cfg, root, data_root)
         if nested is None:
             return None
         per_bits = []
         for bits in nested_cfg.bit_list:
-            base = _cached(nested_cfg.baseline(bits), root, data_root)
+            base = cached_run(nested_cfg.baseline(bits), root, data_root)
             if base is None:
                 return None
             per_bits.append((bits, base))
@@ -135,3 +136,118 @@ def summary(grid: pd.DataFrame) -> dict[str, float]:
         "mean speed-up": float(per_method.mean()),
         "n methods": float(grid["method"].nunique()),
     }
+
+
+# ------------------------------------------------------------------ the committed grid table
+def chance_map(dataset: str, protocol: str | None = None, data_root: str | Path | None = None) -> float:
+    """mAP of a model whose codes all collapse onto one point (METHOD.md section 5, tie-aware).
+
+    With every database item tied, the tie-aware AP of a query is the share of relevant items
+    in the database, so the chance level is the mean over queries of (relevant items) / N:
+    about 1/C for C balanced classes (0.1 for Fashion-MNIST, 0.01 for ``fashion-mnist-100``).
+    Computed from the split of ``dataset`` (``protocol`` ``None``: the studies' split).
+    """
+    import numpy as np
+
+    splits = experiments.get_splits(TrainConfig(dataset=dataset, protocol=protocol), data_root)
+    q = np.asarray(splits.query.labels, dtype=np.float64)
+    db = np.asarray(splits.database.labels, dtype=np.float64)
+    if (q.sum(1) == 1).all() and (db.sum(1) == 1).all():  # single-label: class frequencies
+        return float(q.mean(0) @ db.mean(0))
+    shares = [((q[i:i + 256] @ db.T) > 0).mean(1) for i in range(0, len(q), 256)]
+    return float(np.concatenate(shares).mean())
+
+
+def _check_long(table: pd.DataFrame, need: Iterable[str]) -> pd.DataFrame:
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"expected a study table (pandas DataFrame), got {type(table).__name__}")
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(f"the table lacks the columns {missing}; pass a study table such as "
+                         "nhl.results.get('grid')[0]")
+    if table.empty:
+        raise ValueError("the table has no rows")
+    return table
+
+
+def collapse_check(
+    table: pd.DataFrame, chance: dict[str, float], factor: float = 2.0, value: str = "mAP"
+) -> pd.DataFrame:
+    """Per dataset: is every cell (method, variant, length) well above chance?
+
+    ``chance``: the chance mAP per dataset (:func:`chance_map`). A cell counts as *near
+    chance* (a collapsed or untrained model) when its ``value`` is below ``factor`` times the
+    chance level. Columns: chance, the lowest cell and where it is, lowest / chance, cells
+    near chance and cells in all.
+    """
+    t = _check_long(table, ("dataset", "method", "variant", "bits", value))
+    if not factor > 1:
+        raise ValueError(f"factor must be > 1, got {factor}")
+    rows = []
+    for dataset, g in t.groupby("dataset", sort=False):
+        if dataset not in chance:
+            raise ValueError(f"no chance level for dataset {dataset!r}; pass chance={{name: "
+                             f"nhl.grid.chance_map(name)}} for every dataset of the table")
+        c = float(chance[dataset])
+        low = g.loc[g[value].idxmin()]
+        rows.append({
+            "dataset": dataset,
+            "chance mAP": c,
+            "lowest mAP": float(low[value]),
+            "lowest cell": f"{low['method']} {low['variant']} {int(low['bits'])} bits",
+            "lowest / chance": float(low[value]) / c,
+            f"cells below {factor:g} x chance": int((g[value] < factor * c).sum()),
+            "cells": len(g),
+        })
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def average_gain(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
+    """Per dataset of a long single-vs-nested table (``grid`` or ``seeds`` study, one seed):
+    the paper's headline, the average gain of nested NHL over single-length models.
+
+    Columns: mean single and nested mAP over methods and lengths, the average absolute gain,
+    the relative gain (mean over cells of gain / single mAP, in %), the gain of the averages
+    (mean nested / mean single - 1, in %), and the cells improved. METHOD.md section 6:
+    "average mAP over methods and lengths rises by about 3.4 %". No timing (training seconds
+    of runs made by other processes are not evidence; notebook 07 measures them).
+    """
+    from .results import as_grid
+
+    t = _check_long(table, ("dataset", "method", "variant", "seed", "bits", value))
+    if t["seed"].nunique() > 1:
+        raise ValueError("average_gain needs one seed (filter the table by seed first)")
+    rows = []
+    for dataset, g in t.groupby("dataset", sort=False):
+        cells = as_grid(g, value=value)
+        if cells.empty:
+            raise ValueError(f"no single/nhl pairs for dataset {dataset!r}")
+        single, nested = cells["baseline mAP"], cells["nested mAP"]
+        rows.append({
+            "dataset": dataset,
+            "methods": cells["method"].nunique(),
+            "mean single mAP": float(single.mean()),
+            "mean nested mAP": float(nested.mean()),
+            "average gain (mAP)": float(cells["gain"].mean()),
+            "relative gain (%)": float(100 * (cells["gain"] / single).mean()),
+            "gain of the averages (%)": float(100 * (nested.mean() / single.mean() - 1)),
+            "cells improved": f"{int((cells['gain'] > 0).sum())} of {len(cells)}",
+        })
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def describe_gain(gains: pd.DataFrame, label: str = "") -> str:
+    """One generated sentence on where the gain of a :func:`gain_table` (with margins) lies:
+    the lengths with the largest and smallest mean gain, and the methods that gain and lose most.
+    """
+    if "mean" not in gains.index or "mean" not in gains.columns:
+        raise ValueError("pass a gain_table with margins=True (a 'mean' row and column)")
+    per_bits = gains.loc["mean"].drop("mean")
+    per_method = gains["mean"].drop("mean")
+    up = int((per_method > 0).sum())
+    where = f"{label}: " if label else ""
+    return (f"{where}average gain {gains.loc['mean', 'mean']:+.4f}; by length from "
+            f"{per_bits.min():+.4f} ({per_bits.idxmin()} bits) to {per_bits.max():+.4f} "
+            f"({per_bits.idxmax()} bits); {up} of {len(per_method)} methods gain on average, "
+            f"most {per_method.idxmax()} ({per_method.max():+.4f}), least "
+            f"{per_method.idxmin()} ({per_method.min():+.4f}).")

@@ -84,3 +84,77 @@ def test_summary_numbers():
     # relative gains: 0.1/0.5, -0.1/0.4, 0.1/0.2, 0 -> mean 0.1125 -> 11.25 %
     assert s["relative gain %"] == pytest.approx(11.25)
     assert s["mean speed-up"] == 2.0 and s["n methods"] == 2
+
+
+# ------------------------------------------------------------------ the committed grid table
+def _long_grid():
+    """Long table (study schema) with known gains: a gains 0.1 everywhere, b loses 0.05 at 8."""
+    rows = []
+    for dataset, scale in (("d1", 1.0), ("d2", 0.5)):
+        for method, (single, nested) in {"a": (0.5, 0.6), "b": (0.4, 0.4)}.items():
+            for bits in (8, 16):
+                n = nested - (0.05 if (method == "b" and bits == 8) else 0.0)
+                rows.append(dict(dataset=dataset, method=method, variant="single", seed=0, bits=bits,
+                                 mAP=scale * single, **{"train s": 1.0}))
+                rows.append(dict(dataset=dataset, method=method, variant="nhl", seed=0, bits=bits,
+                                 mAP=scale * n, **{"train s": 2.0}))
+    return pd.DataFrame(rows)
+
+
+def test_chance_map_single_label_is_the_class_overlap(dirs):
+    splits = experiments.get_splits(_config(protocol=None), dirs["data_root"])
+    q, db = splits.query.labels.double(), splits.database.labels.double()
+    expected = float(q.mean(0) @ db.mean(0))
+    assert grid.chance_map("digits", data_root=dirs["data_root"]) == pytest.approx(expected)
+    assert 0.05 < expected < 0.15  # ten roughly balanced classes
+
+
+def test_chance_map_multilabel_is_the_share_of_relevant_items():
+    splits = experiments.get_splits(TrainConfig(dataset="fashion-mnist-multilabel", protocol="quick"))
+    q, db = splits.query.labels.double(), splits.database.labels.double()
+    expected = float(((q @ db.T) > 0).double().mean())
+    assert grid.chance_map("fashion-mnist-multilabel", protocol="quick") == pytest.approx(expected)
+
+
+def test_collapse_check_flags_cells_near_chance():
+    t = _long_grid()
+    out = grid.collapse_check(t, {"d1": 0.1, "d2": 0.1})
+    assert list(out.index) == ["d1", "d2"]
+    assert out.loc["d1", "cells below 2 x chance"] == 0
+    assert out.loc["d2", "cells below 2 x chance"] == 1  # b nested at 8 bits: 0.175 < 0.2
+    wide = grid.collapse_check(t, {"d1": 0.1, "d2": 0.1}, factor=2.5)
+    assert wide.loc["d2", "cells below 2.5 x chance"] == 4  # every cell of b (<= 0.2 < 0.25)
+    assert out.loc["d2", "lowest mAP"] == pytest.approx(0.175)
+    assert out.loc["d2", "lowest cell"] == "b nhl 8 bits"
+    assert out.loc["d1", "lowest / chance"] == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="chance level"):
+        grid.collapse_check(t, {"d1": 0.1})
+    with pytest.raises(ValueError, match="factor"):
+        grid.collapse_check(t, {"d1": 0.1, "d2": 0.1}, factor=1.0)
+    with pytest.raises(ValueError, match="columns"):
+        grid.collapse_check(t.drop(columns="variant"), {"d1": 0.1, "d2": 0.1})
+
+
+def test_average_gain_absolute_and_relative():
+    out = grid.average_gain(_long_grid())
+    r = out.loc["d1"]
+    # cells: a +0.1 (x2, single 0.5), b -0.05 at 8 bits and 0 at 16 (single 0.4)
+    assert r["average gain (mAP)"] == pytest.approx((0.1 + 0.1 - 0.05 + 0.0) / 4)
+    assert r["relative gain (%)"] == pytest.approx(100 * (0.2 + 0.2 - 0.125 + 0.0) / 4)
+    assert r["gain of the averages (%)"] == pytest.approx(100 * (0.4875 / 0.45 - 1))
+    assert r["cells improved"] == "2 of 4" and r["methods"] == 2
+    # the relative numbers do not depend on the scale of mAP
+    assert out.loc["d2", "relative gain (%)"] == pytest.approx(r["relative gain (%)"])
+    two_seeds = pd.concat([_long_grid(), _long_grid().assign(seed=1)])
+    with pytest.raises(ValueError, match="one seed"):
+        grid.average_gain(two_seeds)
+
+
+def test_describe_gain_names_the_extremes():
+    gains = grid.gain_table(_toy_grid())
+    text = grid.describe_gain(gains, "toy")
+    assert text.startswith("toy: average gain +0.0250")
+    assert "from +0.0000 (8 bits) to +0.0500 (16 bits)" in text
+    assert "1 of 2 methods gain on average, most b (+0.0500), least a (+0.0000)" in text
+    with pytest.raises(ValueError, match="margins"):
+        grid.describe_gain(grid.gain_table(_toy_grid(), margins=False))

@@ -1,0 +1,100 @@
+"""Committed result tables: studies run in parallel, tables and stamps written, summaries."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nhl import results
+from nhl.config import TrainConfig
+
+
+def _tiny(**kw):
+    base = dict(dataset="digits", protocol="quick", bit_list=(8, 16), epochs=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture()
+def tiny_study(monkeypatch):
+    def configs():
+        out = []
+        for s in (0, 1):
+            nested = _tiny(method="csq", seed=s)
+            out += [nested, nested.variant("plain"), *(nested.baseline(b) for b in nested.bit_list)]
+        return out
+
+    study = results.Study("tiny", "two seeds of a tiny grid", configs)
+    monkeypatch.setitem(results.STUDIES, "tiny", study)
+    return study
+
+
+def test_run_study_writes_table_and_stamp(tmp_path, tiny_study):
+    dirs = dict(root=tmp_path / "runs", data_root=tmp_path / "data", out=tmp_path / "results")
+    tables = results.run_study(["tiny"], workers=2, threads=1, progress=False, **dirs)
+    table = tables["tiny"]
+    assert len(table) == 2 * (2 + 2 + 2)  # per seed: nested nhl and plain (2 lengths), 2 baselines
+    assert set(table["variant"]) == {"nhl", "plain", "single"}
+    assert table["mAP"].between(0, 1).all()
+    again = results.load("tiny", dirs["out"])
+    pd.testing.assert_frame_equal(again[["mAP"]], table[["mAP"]], atol=1e-6)
+    stamp = results.stamp("tiny", dirs["out"])
+    assert stamp["command"] == "python -m nhl study tiny" and len(stamp["configs"]) == 8
+    assert stamp["threads per worker"] == 1 and stamp["package_version"]
+    assert "results/tiny.csv" in results.describe_source("tiny", dirs["out"])
+    # the same study again loads every run from the cache and gives the same numbers
+    second = results.run_study(["tiny"], workers=1, progress=False, **dirs)["tiny"]
+    assert np.array_equal(second["mAP"].to_numpy(), table["mAP"].to_numpy())
+    grid = results.as_grid(table[table.seed == 0])
+    assert list(grid.columns[:4]) == ["method", "bits", "baseline mAP", "nested mAP"]
+    assert np.allclose(grid["gain"], grid["nested mAP"] - grid["baseline mAP"])
+
+
+def test_paired_differences_with_confidence_interval():
+    rows = []
+    for seed, (a, b) in enumerate([(0.50, 0.40), (0.62, 0.50), (0.55, 0.47)]):
+        for bits in (8, 16):
+            rows.append(dict(dataset="d", method="m", seed=seed, bits=bits, variant="nhl", mAP=a))
+            rows.append(dict(dataset="d", method="m", seed=seed, bits=bits, variant="single", mAP=b))
+    out = results.paired(pd.DataFrame(rows), "nhl", "single")
+    row8 = out[out.bits == 8].iloc[0]
+    d = np.array([0.10, 0.12, 0.08])
+    assert row8["diff"] == pytest.approx(d.mean()) and row8["n"] == 3
+    assert row8["ci95"] == pytest.approx(4.302653 * d.std(ddof=1) / np.sqrt(3), rel=1e-5)
+    assert row8["sign"] == "+"
+    assert set(out.bits) == {8, 16, "mean"}
+    with pytest.raises(ValueError, match="lacks variant"):
+        results.paired(pd.DataFrame(rows), "weighting", "single")
+
+
+def test_firing_rates_one_row_per_run():
+    rows = [dict(dataset="d", method="m", variant=v, seed=s, bits=b, firing=f)
+            for v, f in (("nhl", 0.2), ("weighting", 0.4), ("plain", 0.0))
+            for s in (0, 1) for b in (8, 16)]
+    out = results.firing_rates(pd.DataFrame(rows)).set_index("variant")
+    assert set(out.index) == {"nhl", "weighting"} and out.loc["weighting", "mean"] == pytest.approx(0.4)
+
+
+def test_study_definitions_are_consistent():
+    assert json.dumps(results.STUDY_EPOCHS)
+    grid = results.grid_configs()
+    assert len(grid) == len(results.GRID_DATASETS) * 8 * 6
+    ab = results.ablation_configs()
+    assert {c.kind for c in ab} == {f"nested-{v}" for v in results.VARIANTS}
+    assert all(c.epochs == results.GRID_EPOCHS[c.dataset] for c in grid)
+    assert all(c.epochs == results.STUDY_EPOCHS[c.dataset] for c in ab)
+    with pytest.raises(FileNotFoundError, match="python -m nhl study nope"):
+        results.load("nope")
+
+
+def test_get_prefers_the_cache_and_falls_back_to_the_committed_table(tmp_path, tiny_study, monkeypatch):
+    dirs = dict(root=tmp_path / "runs", data_root=tmp_path / "data")
+    out = tmp_path / "results"
+    results.run_study(["tiny"], workers=1, progress=False, out=out, **dirs)
+    table, source = results.get("tiny", **dirs)
+    assert "run cache" in source and len(table) == 12
+    monkeypatch.setenv("NHL_RESULTS", str(out))
+    fallback, source = results.get("tiny", root=tmp_path / "empty", data_root=dirs["data_root"])
+    assert "results/tiny.csv" in source and "8 of 8 runs are not" in source
+    assert np.allclose(fallback["mAP"], table["mAP"], atol=1e-6)
