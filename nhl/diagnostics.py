@@ -11,7 +11,10 @@ measures that:
 * :func:`layer_gradients` / :func:`backbone_gradients` - per-length gradients of one batch
   w.r.t. the hash layer's ``W`` or the backbone's last linear layer (the paper only looked at ``W``).
 * :func:`weighting_steps` - METHOD.md section 3 step by step, as small labelled tables.
-* :func:`conflict_rates`, :func:`dominance_margins`, :func:`project_pair`, :func:`overlap_pair`.
+* :func:`conflict_rates`, :func:`mean_matrices`, :func:`dominance_margins`,
+  :func:`update_shares`, :func:`pair_norms`, :func:`project_pair`, :func:`overlap_pair`.
+* :func:`conflict_cases`, :func:`choose_conflicts`, :func:`describe_conflict` - every recorded
+  (step, pair) case, a typical and the strongest conflict, and the numbers behind one of them.
 
 Computing diagnostics on a probe batch leaves the model and objective as they were: buffers
 (batch-norm statistics, memory banks) are restored afterwards and no parameter gradient is kept.
@@ -115,6 +118,42 @@ def layer_gradients(
         return _grads_wrt(objectives, model.hash_layer.weight)
 
 
+def term_gradients(
+    model: nn.Module,
+    objective: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    lam: float | None = None,
+) -> pd.DataFrame:
+    """How the distillation term pulls on the hash layer next to the base loss, per length.
+
+    For every length k: ``base`` = ||d loss_k / dW||, ``distill`` = ||lambda_D d SP_k / dW||
+    (``lam`` defaults to the objective's lambda_D, or 1 when distillation is off, so a plain
+    run can be probed too), ``ratio`` = distill / base and ``cosine`` between the two gradients:
+    a negative cosine means the teacher pulls the short code against its own objective.
+    METHOD.md section 4; features detached, buffers restored as in :func:`layer_gradients`.
+    """
+    _check_model(model, objective)
+    lam = float(objective.distill or 1.0) if lam is None else float(lam)
+    with preserved_buffers(model, objective):
+        with torch.no_grad():
+            z = model.features(x)
+        outputs = model.hash_layer(z)
+        base = [loss(u, y, idx) for loss, u in zip(objective.losses, outputs)]
+        sp = cascade_loss(outputs, mode=objective.distill_mode, detach_teacher=objective.detach_teacher)
+        weight = model.hash_layer.weight
+        g_base = _grads_wrt(base, weight).flatten(1)
+        g_sp = lam * _grads_wrt(sp[:-1], weight).flatten(1)
+    rows = []
+    for k, bits in enumerate(model.hash_layer.bit_list[:-1]):
+        b, d = g_base[k], g_sp[k]
+        nb, nd = float(b.norm()), float(d.norm())
+        rows.append({"bits": bits, "base": nb, "distill": nd, "ratio": nd / max(nb, 1e-20),
+                     "cosine": float(b @ d) / max(nb * nd, 1e-20)})
+    return pd.DataFrame(rows)
+
+
 def last_linear(module: nn.Module) -> nn.Linear:
     """The last :class:`torch.nn.Linear` registered in ``module`` (e.g. ``backbone.fc[0]``)."""
     found = [m for m in module.modules() if isinstance(m, nn.Linear)]
@@ -186,6 +225,23 @@ class WeightingSteps:
         """The normalised weights as a float64 tensor."""
         return torch.tensor(self.weights.to_numpy(), dtype=torch.float64)
 
+    def pairs(self) -> pd.DataFrame:
+        """One row per pair ``i < j``: ``c_ij``, ``tau_i``, whether the pair opposes (``c < 0``)
+        and crosses the threshold (``-c > tau``), ``alpha`` before and after the cap, and
+        whether the cap changed it (METHOD.md section 3 steps 2-5), as a plain table."""
+        bits = list(self.c.index)
+        rows = []
+        for a, i in enumerate(bits):
+            for j in bits[a + 1:]:
+                before, after = float(self.alpha_uncapped.loc[i, j]), float(self.alpha.loc[i, j])
+                rows.append({
+                    "short": i, "long": j, "c_ij": float(self.c.loc[i, j]),
+                    "tau_i": float(self.tau.loc[i]), "opposed": bool(self.c.loc[i, j] < 0),
+                    "crossed": bool(self.conflict.loc[i, j]), "alpha": before,
+                    "alpha after cap": after, "cap changed it": not np.isclose(before, after),
+                })
+        return pd.DataFrame(rows)
+
 
 def weighting_steps(
     grads: torch.Tensor, bit_list: Sequence[int], beta: float = 1.0, norm: str = "own"
@@ -253,6 +309,28 @@ def dominance_margins(
     return (own + (torch.where(upper, a * c, torch.zeros_like(c))).sum(1)) / own.clamp_min(1e-300)
 
 
+def update_shares(
+    grads: torch.Tensor, bit_list: Sequence[int], weights: torch.Tensor | Sequence[float] | None = None
+) -> torch.Tensor:
+    """``<g_i, sum_k w_k g_k> / ||g_i||^2`` for every length i (K,): what the actual update does.
+
+    The training step moves ``W`` along ``-sum_k w_k g_k``; to first order it lowers length i's
+    objective by ``lr <g_i, sum_k w_k g_k>``, so a positive share means the step descends on
+    ``f_i`` and a negative one that it climbs. Unlike :func:`dominance_margins` (a statement
+    about the alphas, METHOD.md section 3), this uses the weights themselves and every length
+    (shorter ones included). ``weights=None``: uniform weights (plain training).
+    """
+    from .weighting import overlap_inner_products
+
+    bits = check_bit_list(bit_list)
+    c = overlap_inner_products(torch.as_tensor(grads).double(), bits)
+    K = len(bits)
+    w = torch.ones(K, dtype=c.dtype) if weights is None else torch.as_tensor(weights).double().reshape(-1)
+    if w.shape != (K,):
+        raise ValueError(f"weights must hold {K} numbers (one per length), got {tuple(w.shape)}")
+    return (c * w[None, :]).sum(1) / c.diagonal().clamp_min(1e-300)
+
+
 def overlap_pair(
     grads: torch.Tensor, bit_list: Sequence[int], short: int, long: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,6 +340,28 @@ def overlap_pair(
         raise ValueError(f"short and long must be lengths in {bits} with short < long, got {short}, {long}")
     i, j = bits.index(short), bits.index(long)
     return grads[i, :short].reshape(-1), grads[j, :short].reshape(-1)
+
+
+def pair_norms(grads: torch.Tensor, bit_list: Sequence[int]) -> pd.DataFrame:
+    """Per pair ``i < j`` of one batch's gradients, on the short code's rows ``1..L_i``:
+    ``cosine``, ``norm ratio`` = ||g_j|| / ||g_i|| and ``L_i / L_j``.
+
+    For a loss that is a mean over bits of a per-bit term with nested targets (CSQ, DPN),
+    ``g_j = (L_i / L_j) g_i`` on those rows: cosine 1 and norm ratio ``L_i / L_j`` (notebook 02).
+    """
+    bits = check_bit_list(bit_list)
+    g = torch.as_tensor(grads).detach().double()
+    if g.shape[:2] != (len(bits), bits[-1]):
+        raise ValueError(f"grads must have shape (K={len(bits)}, L_K={bits[-1]}, ...), got {tuple(g.shape)}")
+    rows = []
+    for i, short in enumerate(bits):
+        for long in bits[i + 1:]:
+            gi, gj = overlap_pair(g, bits, short, long)
+            ni, nj = float(gi.norm()), float(gj.norm())
+            rows.append({"short": short, "long": long,
+                         "cosine": float(gi @ gj) / max(ni * nj, 1e-300),
+                         "norm ratio": nj / max(ni, 1e-300), "L_i / L_j": short / long})
+    return pd.DataFrame(rows)
 
 
 def project_pair(g_i: torch.Tensor | np.ndarray, g_j: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -320,8 +420,8 @@ class GradientRecorder:
     * with ``probe=(x, y, idx)`` and ``objective``: ``bb_cos_{a}_{b}``, the cosines of the
       per-length gradients w.r.t. the backbone's last linear layer on that fixed batch.
 
-    ``strongest`` keeps the per-length gradients of the recorded step with the strongest
-    conflict (smallest alpha, then most negative cosine). With ``keep_grads=True``, ``kept`` maps
+    ``first`` keeps the per-length gradients of the first recorded step; ``strongest`` those
+    of the recorded step with the strongest conflict (smallest alpha, then most negative cosine). With ``keep_grads=True``, ``kept`` maps
     the ``iteration`` of every recorded step where the rule fires to its gradients (K x L_K x d
     floats each: mind the memory on long runs); pick one with :func:`pick_conflict`.
     """
@@ -351,6 +451,7 @@ class GradientRecorder:
         self.rows: list[dict] = []
         self.calls = 0
         self.strongest: dict | None = None
+        self.first: dict | None = None  # the first recorded step's gradients
         self._score = (np.inf, np.inf)
 
     def __call__(self, epoch: int, step: int, out, model: nn.Module) -> None:
@@ -402,6 +503,9 @@ class GradientRecorder:
         self.rows.append(row)
         if self.keep_grads and grads is not None and row["anti_domination"]:
             self.kept[iteration] = grads.detach().cpu().clone()
+        if grads is not None and self.first is None:
+            self.first = {"epoch": epoch, "step": step, "iteration": iteration,
+                          "grads": grads.detach().cpu().clone()}
         score = (min_alpha, min_cos)
         if grads is not None and score < self._score:
             self._score = score
@@ -480,6 +584,22 @@ def to_matrices(frame: pd.DataFrame, prefix: str = "cos") -> tuple[np.ndarray, t
     return out, bits
 
 
+def mean_matrices(
+    frame: pd.DataFrame, prefix: str = "cos", by: str = "epoch"
+) -> tuple[np.ndarray, list, tuple[int, ...]]:
+    """Mean of the ``{prefix}_{a}_{b}`` matrices per value of ``by`` (default: per epoch).
+
+    Returns ``(matrices (n_groups, K, K), group values, code lengths)``, e.g. for
+    :func:`nhl.plots.gradients.cosine_heatmaps`.
+    """
+    if by not in frame:
+        raise ValueError(f"the frame has no column {by!r}")
+    mats, bits = to_matrices(frame, prefix)
+    groups = sorted(frame[by].unique())
+    keys = frame[by].to_numpy()
+    return np.stack([mats[keys == g].mean(axis=0) for g in groups]), groups, bits
+
+
 def conflict_rates(frame: pd.DataFrame, prefix: str = "cos") -> pd.DataFrame:
     """Per pair of lengths: how often their gradients oppose each other over the recorded steps.
 
@@ -499,3 +619,89 @@ def conflict_rates(frame: pd.DataFrame, prefix: str = "cos") -> pd.DataFrame:
             row["min alpha"] = al.min()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def conflict_cases(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every recorded (step, pair) case of a recorder frame, one row each.
+
+    Columns: ``row`` (the frame's index label), ``epoch``, ``step``, ``iteration``, ``short``,
+    ``long``, ``cosine`` and ``c`` on the shared rows, ``alpha`` (the rule's, at the recorder's
+    ``beta``), ``ratio`` (norm of the long gradient on the shared rows over the short one's),
+    ``opposed`` (``c < 0``) and ``fired`` (opposed and ``alpha < 1``: the rule acted on the pair
+    itself, not only through the cap). METHOD.md section 3.
+    """
+    parts = []
+    for a, b, _ in pair_columns(frame, "alpha"):
+        need = [f"cos_{a}_{b}", f"c_{a}_{b}", f"ovnorm_{a}_{b}", f"norm_{a}"]
+        missing = [c for c in need if c not in frame]
+        if missing:
+            raise ValueError(f"the frame lacks {missing}: record with gradients (GradientRecorder)")
+        c = frame[f"c_{a}_{b}"].to_numpy(dtype=float)
+        al = frame[f"alpha_{a}_{b}"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = frame[f"ovnorm_{a}_{b}"].to_numpy(dtype=float) / frame[f"norm_{a}"].to_numpy(dtype=float)
+        parts.append(pd.DataFrame({
+            "row": frame.index, "epoch": frame["epoch"].to_numpy(), "step": frame["step"].to_numpy(),
+            "iteration": frame["iteration"].to_numpy(), "short": a, "long": b,
+            "cosine": frame[f"cos_{a}_{b}"].to_numpy(dtype=float), "c": c, "alpha": al,
+            "ratio": ratio, "opposed": c < 0, "fired": (c < 0) & (al < 1),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def choose_conflicts(
+    frame: pd.DataFrame, alpha: float = 0.5, max_ratio: float = 4.0
+) -> dict[str, tuple[int, int, int]]:
+    """A *typical* and the *strongest* recorded conflict, each ``(row label, short, long)``.
+
+    ``typical``: :func:`pick_conflict` (alpha near ``alpha``, gradients of similar size).
+    ``strongest``: the smallest alpha among the cases where the rule fired and the two gradients
+    differ in size by at most ``max_ratio`` on the shared rows (so both arrows of a 2-D picture
+    are visible; a tiny short-code gradient gives a tiny threshold and an extreme but
+    uninformative alpha). Empty when the rule never fired; no ``strongest`` when no fired case
+    has comparable norms. METHOD.md section 3.
+    """
+    if not max_ratio >= 1:
+        raise ValueError(f"max_ratio must be >= 1, got {max_ratio}")
+    out: dict[str, tuple[int, int, int]] = {}
+    typical = pick_conflict(frame, alpha)
+    if typical is None:
+        return out
+    out["typical"] = typical
+    cases = conflict_cases(frame)
+    ok = cases[cases["fired"] & (cases["ratio"] <= max_ratio) & (cases["ratio"] >= 1 / max_ratio)]
+    if len(ok):
+        best = ok.sort_values(["alpha", "cosine"], kind="stable").iloc[0]
+        out["strongest"] = (best["row"], int(best["short"]), int(best["long"]))
+    return out
+
+
+def describe_conflict(
+    frame: pd.DataFrame, label, short: int, long: int, beta: float = 1.0, norm: str = "own"
+) -> dict:
+    """The numbers behind one recorded conflict (a row label of ``frame`` and a pair of lengths).
+
+    ``tau_i`` is recomputed from the recorded norms at ``beta`` / ``norm`` (the recorder's
+    settings); ``own share`` is the component of ``g_i + g_j`` along ``g_i`` in units of
+    ``||g_i||`` (1 + c / ||g_i||^2), ``own share with rule`` that of ``g_i + alpha g_j``, and
+    ``floor`` the pairwise guarantee ``1 - beta / (K - 1)`` (METHOD.md section 3).
+    """
+    check_choice(norm, NORMS, "norm")
+    cols = pair_columns(frame, "alpha")
+    bits = sorted({a for a, _, _ in cols} | {b for _, b, _ in cols})
+    if short not in bits or long not in bits or short >= long:
+        raise ValueError(f"short and long must be lengths in {bits} with short < long, got {short}, {long}")
+    row = frame.loc[label]
+    K = len(bits)
+    ni = float(row[f"norm_{short}"])
+    ref = ni if norm == "own" else float(row[f"norm_{bits[0]}"])
+    tau = beta * ref**2 / (K - 1)
+    c = float(row[f"c_{short}_{long}"])
+    al = float(row[f"alpha_{short}_{long}"])
+    return {
+        "epoch": int(row["epoch"]), "step": int(row["step"]), "iteration": int(row["iteration"]),
+        "short": short, "long": long, "cosine": float(row[f"cos_{short}_{long}"]), "c_ij": c,
+        "||g_i||": ni, "||g_j|| (shared rows)": float(row[f"ovnorm_{short}_{long}"]),
+        "tau_i": tau, "alpha": al, "own share": 1 + c / ni**2,
+        "own share with rule": 1 + al * c / ni**2, "floor": 1 - beta / (K - 1),
+    }

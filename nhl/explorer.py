@@ -15,6 +15,10 @@ code, METHOD.md section 1) and redraws
 
 Everything also works without a browser: the constructor renders the initial state and
 :meth:`Explorer.update` returns the search result, so a notebook run headless shows outputs.
+Over many queries at once: :meth:`Explorer.length_table` (how each query's top-k changes with
+the length; :func:`pick_query` picks a query where every length step changes it) and
+:meth:`Explorer.funnel_agreement` (funnel against exhaustive search, tie-aware). A run's codes
+are read only when the explorer first shows or measures it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .validation import check_codes, check_labels, check_positive_int
 
-__all__ = ["Explorer", "Retrieved", "available_runs", "run_label"]
+__all__ = ["Explorer", "Retrieved", "available_runs", "pick_query", "run_label"]
 
 
 @dataclass(frozen=True)
@@ -54,25 +59,34 @@ class Retrieved:
 
 
 def run_label(run) -> str:
-    """A short name for a run in the method dropdown, e.g. ``csq nested-nhl seed 0, 15 ep``."""
+    """A short name for a run in the method dropdown, e.g. ``dhn nested-nhl seed 0, 15 ep``;
+    a learning rate set by hand (not the method's recorded one) is added: ``..., lr 0.01``."""
     c = run.config
-    return f"{c.method} {c.kind} seed {c.seed}, {c.epochs} ep"
+    label = f"{c.method} {c.kind} seed {c.seed}, {c.epochs} ep"
+    if getattr(c, "lr", None) is not None:
+        label += f", lr {c.lr:g}"
+    return label
 
 
 def available_runs(config, splits=None, root: str | Path | None = None,
-                   progress: bool = False) -> dict[str, object]:
+                   progress: bool = False, recipe_only: bool = True,
+                   same_epochs: bool = True) -> dict[str, object]:
     """``config``'s run (trained or loaded from the cache) plus every finished nested run
     on the same data split, as ``{label: RunResult}`` for :class:`Explorer`.
 
     Other runs qualify when they are nested (``kind`` starts with ``nested``), use the same
     dataset, protocol and split seed, and their stored split fingerprint matches ``splits``
-    (so their codes are in the order of ``splits.query`` / ``splits.database``).
+    (so their codes are in the order of ``splits.query`` / ``splits.database``). By default
+    only runs with the method's recorded learning rate (``recipe_only``: not the runs of a
+    learning-rate search) and ``config``'s number of epochs (``same_epochs``) are added. The
+    main run comes first, the others sorted by label; their codes are read only when the
+    explorer shows them.
     """
     from . import experiments
 
     splits = splits if splits is not None else experiments.get_splits(config)
     main = experiments.run(config, root=root, progress=progress)
-    runs = {run_label(main): main}
+    others = {}
     table = experiments.list_runs(root)
     for path in table.get("path", []):
         if Path(path) == main.path:
@@ -83,11 +97,15 @@ def available_runs(config, splits=None, root: str | Path | None = None,
                 and c.protocol == config.protocol and c.split_seed == config.split_seed
                 and r.metrics.get("split_fingerprint") == splits.fingerprint):
             continue
+        if recipe_only and (c.lr is not None or c.hyper):
+            continue
+        if same_epochs and c.epochs != config.epochs:
+            continue
         label = run_label(r)
-        if label in runs:
+        if label in others or label == run_label(main):
             label = f"{label} [{Path(path).name[-6:]}]"
-        runs[label] = r
-    return runs
+        others[label] = r
+    return {run_label(main): main, **dict(sorted(others.items()))}
 
 
 def _png_data_uri(image: np.ndarray) -> str:
@@ -109,6 +127,27 @@ def _figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
+
+
+def pick_query(table: pd.DataFrame) -> int:
+    """A query whose top-k differs between lengths, from :meth:`Explorer.length_table`.
+
+    The first query (lowest position) whose retrieved set changes at every step between
+    adjacent lengths and whose precision@k is higher at the longest length than at the
+    shortest; if none qualifies, the one with the most changes, then the largest precision
+    gain, then the lowest position.
+    """
+    p_cols = [c for c in table.columns if str(c).startswith("P@")]
+    if "changes" not in table.columns or len(p_cols) < 2 or table.empty:
+        raise ValueError("table must come from Explorer.length_table (P@k columns, changes)")
+    gain = table[p_cols[-1]] - table[p_cols[0]]
+    ok = (table["changes"] == len(p_cols) - 1) & (gain > 0)
+    if ok.any():
+        return int(table.index[ok.to_numpy()][0])
+    order = pd.DataFrame({"changes": table["changes"].to_numpy(), "gain": gain.to_numpy(),
+                          "query": table.index.to_numpy()})
+    order = order.sort_values(["changes", "gain", "query"], ascending=[False, False, True])
+    return int(order["query"].iloc[0])
 
 
 class _Codes:
@@ -162,6 +201,25 @@ class _Codes:
         return self._pr[bits]
 
 
+class _LazyCodes(Mapping):
+    """``{label: _Codes}`` that reads and checks a run's codes on first access."""
+
+    def __init__(self, runs: Mapping, n_query: int, n_database: int):
+        self._runs, self._n = runs, (n_query, n_database)
+        self._loaded: dict[str, _Codes] = {}
+
+    def __getitem__(self, name: str) -> _Codes:
+        if name not in self._loaded:
+            self._loaded[name] = _Codes(name, self._runs[name], *self._n)
+        return self._loaded[name]
+
+    def __iter__(self):
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
 class Explorer:
     """Widgets to browse the retrieval results of nested hash codes, one query at a time.
 
@@ -193,7 +251,7 @@ class Explorer:
             check_positive_int(s, "shortlist") for s in shortlist)
         n_q, n_db = len(splits.query), len(splits.database)
         self.runs = dict(runs)
-        self.codes = {name: _Codes(name, r, n_q, n_db) for name, r in self.runs.items()}
+        self.codes = _LazyCodes(self.runs, n_q, n_db)  # a run's codes are read when first shown
         self._rng = np.random.default_rng(seed)
         self._busy = False
         self.last: Retrieved | None = None
@@ -334,6 +392,88 @@ class Explorer:
                          np.asarray(dist).reshape(-1)[:k].astype(np.int64),
                          codes.relevant_to(query)[ids], seconds)
 
+    # ------------------------------------------------------------------ many queries at once
+
+    def _method(self, method: str | None) -> str:
+        method = self.method_dropdown.value if method is None else method
+        if method not in self.runs:
+            raise ValueError(f"method {method!r} is not one of the runs: {list(self.runs)}")
+        return method
+
+    def _queries(self, queries) -> np.ndarray:
+        if queries is None:
+            return np.arange(len(self.splits.query))
+        qs = np.asarray(queries).reshape(-1)
+        if qs.size == 0 or not np.issubdtype(qs.dtype, np.integer) or qs.min() < 0 \
+                or qs.max() >= len(self.splits.query):
+            raise ValueError(f"queries must be query positions in 0..{len(self.splits.query) - 1}")
+        return qs.astype(np.int64)
+
+    def length_table(self, method: str | None = None, queries=None) -> pd.DataFrame:
+        """How each query's top-k changes with the code length (exhaustive search).
+
+        One row per query (index ``query``): ``class``, ``P@k <b>`` (precision@k at each
+        length ``b``), ``changed <a>><b>`` (whether the set of retrieved items differs between
+        adjacent lengths ``a`` and ``b``), ``changes`` (how many of those steps change it; the
+        maximum is ``len(bit_list) - 1``) and ``overlap shortest-longest`` (share of the top-k
+        retrieved at both the shortest and the longest length).
+        """
+        method = self._method(method)
+        codes, qs = self.codes[method], self._queries(queries)
+        k = min(self.k, len(codes.database))
+        ids = {}
+        relevant = (codes.query_labels[qs].astype(np.int32)
+                    @ codes.database_labels.T.astype(np.int32)) > 0
+        table = pd.DataFrame({"query": qs, "class": [self._class_name(codes.query_labels[q])
+                                                     for q in qs]})
+        for b in codes.bit_list:
+            ids[b] = codes.index(b).search(codes.query[qs, :b], k)[1]
+            table[f"P@{k} {b}"] = np.take_along_axis(relevant, ids[b], axis=1).mean(axis=1)
+        sets = [np.sort(ids[b], axis=1) for b in codes.bit_list]
+        for (a, b), sa, sb in zip(zip(codes.bit_list[:-1], codes.bit_list[1:]), sets[:-1],
+                                  sets[1:]):
+            table[f"changed {a}>{b}"] = (sa != sb).any(axis=1)
+        table["changes"] = table.filter(like="changed ").sum(axis=1)
+        first, last = ids[codes.bit_list[0]], ids[codes.bit_list[-1]]
+        table["overlap shortest-longest"] = (
+            (first[:, :, None] == last[:, None, :]).any(axis=2).sum(axis=1) / k)
+        return table.set_index("query")
+
+    def funnel_agreement(self, bits: int | None = None, method: str | None = None,
+                         queries=None) -> pd.DataFrame:
+        """Funnel against exhaustive search at ``bits`` (default: the longest), per query.
+
+        The funnel is the one the explorer uses (:meth:`funnel_plan`). One row per query:
+        ``overlap`` (share of the exhaustive top-k ids the funnel also returns), ``recall``
+        (tie-aware: items tied with the exhaustive k-th distance count as equally right, see
+        :func:`nhl.retrieval.tie_aware_recall`), ``P@k exhaustive`` and ``P@k funnel``.
+        """
+        from .retrieval import funnel_search, tie_aware_recall
+
+        method = self._method(method)
+        codes, qs = self.codes[method], self._queries(queries)
+        bits = codes.bit_list[-1] if bits is None else bits
+        if bits not in codes.bit_list:
+            raise ValueError(f"bits must be one of {codes.bit_list}, got {bits!r}")
+        k = min(self.k, len(codes.database))
+        stages, sizes = self.funnel_plan(bits, codes.bit_list)
+        q = codes.query[qs]
+        exact_d, exact_i = codes.index(bits).search(q[:, :bits], k)
+        if len(stages) > 1:
+            index = codes.index()
+            found_d, found_i = funnel_search(index, q, k, stages=stages, shortlist=sizes)
+        else:
+            found_d, found_i = exact_d, exact_i
+        relevant = (codes.query_labels[qs].astype(np.int32)
+                    @ codes.database_labels.T.astype(np.int32)) > 0
+        return pd.DataFrame({
+            "query": qs,
+            "overlap": (found_i[:, :, None] == exact_i[:, None, :]).any(axis=2).sum(axis=1) / k,
+            "recall": tie_aware_recall(found_d, exact_d),
+            f"P@{k} exhaustive": np.take_along_axis(relevant, exact_i, axis=1).mean(axis=1),
+            f"P@{k} funnel": np.take_along_axis(relevant, found_i, axis=1).mean(axis=1),
+        }).set_index("query")
+
     def refresh(self) -> Retrieved:
         """Search with the current control values and redraw every output."""
         method, bits = self.method_dropdown.value, int(self.bits_slider.value)
@@ -391,8 +531,10 @@ class Explorer:
                 f'<figure style="margin:0;text-align:center" data-id="{int(i)}">'
                 f'<img src="{_png_data_uri(img)}" alt="database item {int(i)}" '
                 f'title="#{rank}: database item {int(i)}, {name}, distance {int(d)}" '
-                f'style="{style.format(colour)}"><figcaption style="font-size:11px">'
-                f"{mark} #{rank} d={int(d)}</figcaption></figure>"
+                f'style="{style.format(colour)}"><figcaption style="font-size:11px;'
+                f'max-width:{px + 12}px;overflow:hidden;white-space:nowrap">'
+                f"{mark} #{rank} d={int(d)}<br><span style=\"font-size:9px\">{name}</span>"
+                "</figcaption></figure>"
             )
         ids = " ".join(str(int(i)) for i in res.ids)
         return (
@@ -415,7 +557,7 @@ class Explorer:
         relevant = codes.relevant_to(res.query)
         fig, (ax_h, ax_pr) = plt.subplots(1, 2, figsize=(10, 3.4))
         try:
-            plot_distance_histogram(dist, relevant, b, ax=ax_h)
+            plot_distance_histogram(dist, relevant, b, ax=ax_h, normalize=True)
             ax_h.set_title(f"Query {res.query}: Hamming distances at {b} bits")
             precision, recall = codes.pr_curve(b)
             plot_pr_curve(precision, recall, ax=ax_pr, label="mean over all queries")

@@ -10,16 +10,22 @@ from nhl import NestedObjective
 from nhl.diagnostics import (
     GradientRecorder,
     backbone_gradients,
+    choose_conflicts,
+    conflict_cases,
     conflict_rates,
+    describe_conflict,
     dominance_margins,
     flat_cosines,
     last_linear,
     layer_gradients,
+    mean_matrices,
     overlap_pair,
+    pair_norms,
     pair_plane,
     pick_conflict,
     project_pair,
     to_matrices,
+    update_shares,
     weighting_steps,
 )
 from nhl.distill import cascade_loss
@@ -237,3 +243,99 @@ def test_recorder_needs_gradients_and_records_backbone_cosines():
 def test_conflict_rates_needs_recorder_columns():
     with pytest.raises(ValueError, match="GradientRecorder"):
         conflict_rates(pd.DataFrame({"x": [1]}))
+
+
+def _capped_grads():
+    """2-bit code opposed by the 4-bit one (alpha 1/6) but not by the 8-bit one: the cap acts."""
+    g = torch.zeros(3, 8, 1, dtype=torch.float64)
+    g[0, :2, 0] = torch.tensor([1.0, 0.0])
+    g[1, :4, 0] = torch.tensor([-3.0, 0.0, 0.0, 0.0])
+    g[2, :, 0] = 0.1
+    return g
+
+
+def test_weighting_steps_pairs_table_marks_crossings_and_the_cap():
+    t = weighting_steps(_capped_grads(), BITS).pairs()
+    assert list(zip(t["short"], t["long"])) == [(2, 4), (2, 8), (4, 8)]
+    first, second, third = t.iloc[0], t.iloc[1], t.iloc[2]
+    assert first["c_ij"] == -3 and first["tau_i"] == pytest.approx(0.5)
+    assert first["opposed"] and first["crossed"] and not first["cap changed it"]
+    assert first["alpha"] == pytest.approx(1 / 6) == first["alpha after cap"]
+    assert not second["opposed"] and not second["crossed"] and second["cap changed it"]
+    assert second["alpha"] == 1.0 and second["alpha after cap"] == pytest.approx(1 / 6)
+    assert third["opposed"] and not third["crossed"]  # c = -0.3, tau = 9 / 2
+
+
+def test_update_shares_by_hand_and_bad_weights():
+    g = _capped_grads()
+    # plain: i=2 bits: (1 - 3 + 0.1) / 1; i=4 bits: (-3 + 9 + (-0.3)) / 9; i=8 bits: (0.1 - 0.3 + 0.08) / 0.08
+    expected = torch.tensor([-1.9, 5.7 / 9, -0.12 / 0.08], dtype=torch.float64)
+    assert torch.allclose(update_shares(g, BITS), expected)
+    w = torch.tensor([2.0, 0.5, 1.0])
+    assert update_shares(g, BITS, w)[0] == pytest.approx(2 - 1.5 + 0.1)
+    with pytest.raises(ValueError, match="3 numbers"):
+        update_shares(g, BITS, [1.0, 1.0])
+
+
+def test_pair_norms_parallel_gradients_give_cosine_one_and_the_length_ratio():
+    torch.manual_seed(0)
+    base = torch.randn(8, 3, dtype=torch.float64)
+    g = torch.zeros(3, 8, 3, dtype=torch.float64)
+    for k, b in enumerate(BITS):  # a mean over bits of one per-bit term: g_k = base / L_k on its rows
+        g[k, :b] = base[:b] / b
+    t = pair_norms(g, BITS)
+    assert np.allclose(t["cosine"], 1.0) and np.allclose(t["norm ratio"], t["L_i / L_j"])
+    assert list(t["L_i / L_j"]) == [0.5, 0.25, 0.5]
+    with pytest.raises(ValueError, match="shape"):
+        pair_norms(g[:2], BITS)
+
+
+def _recorded_frame():
+    rec = GradientRecorder(BITS, every=1)
+    calm = torch.zeros(3, 8, 1)
+    calm[0, :2], calm[1, :4], calm[2] = 1.0, 1.0, 1.0
+    typical = calm.clone()
+    typical[1, :2] = -1.5  # c_(2,4) = -3, tau = 1: alpha = 1/3, norms of similar size
+    extreme = calm.clone()
+    extreme[0, :2] = 0.1  # tiny short gradient: tau tiny, alpha extreme, norm ratio 10 > 4
+    extreme[1, :2] = -1.0
+    for step, g in enumerate([calm, typical, extreme]):
+        rec(step // 2, step, _output(g), model=None)
+    return rec.frame()
+
+
+def test_conflict_cases_and_choose_conflicts_skip_unreadable_extremes():
+    f = _recorded_frame()
+    cases = conflict_cases(f)
+    assert len(cases) == 3 * 3 and set(cases.columns) >= {"row", "short", "long", "cosine", "alpha", "fired"}
+    fired = cases[cases["fired"]]
+    assert set(zip(fired["row"], fired["short"], fired["long"])) == {(1, 2, 4), (2, 2, 4)}
+    assert cases.loc[(cases["row"] == 2) & (cases["short"] == 2) & (cases["long"] == 4), "ratio"].item() == (
+        pytest.approx(10.0))
+    picks = choose_conflicts(f)
+    assert picks["typical"] == (1, 2, 4) and picks["strongest"] == (1, 2, 4)  # row 2 is too lopsided
+    assert choose_conflicts(f, max_ratio=20)["strongest"] == (2, 2, 4)
+    assert choose_conflicts(f.iloc[[0]]) == {}
+    with pytest.raises(ValueError, match="max_ratio"):
+        choose_conflicts(f, max_ratio=0.5)
+
+
+def test_describe_conflict_numbers_and_floor():
+    f = _recorded_frame()
+    d = describe_conflict(f, 1, 2, 4)
+    assert d["c_ij"] == pytest.approx(-3.0) and d["tau_i"] == pytest.approx(1.0)
+    assert d["alpha"] == pytest.approx(1 / 3) and d["cosine"] == pytest.approx(-1.0)
+    assert d["own share"] == pytest.approx(1 - 3 / 2) and d["own share with rule"] == pytest.approx(0.5)
+    assert d["floor"] == pytest.approx(0.5) and d["epoch"] == 0 and d["step"] == 1
+    assert describe_conflict(f, 1, 4, 8, norm="shortest")["tau_i"] == pytest.approx(1.0)  # ||g_2||^2 / 2
+    with pytest.raises(ValueError, match="short < long"):
+        describe_conflict(f, 1, 8, 2)
+
+
+def test_mean_matrices_average_per_epoch():
+    f = _recorded_frame()
+    mats, groups, bits = mean_matrices(f)
+    assert groups == [0, 1] and bits == BITS and mats.shape == (2, 3, 3)
+    assert mats[0, 0, 1] == pytest.approx(f.loc[[0, 1], "cos_2_4"].mean())
+    with pytest.raises(ValueError, match="no column"):
+        mean_matrices(f, by="nope")

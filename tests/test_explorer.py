@@ -2,6 +2,7 @@
 
 import base64
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -9,9 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nhl.explorer import Explorer, Retrieved  # noqa: E402
+from nhl.explorer import Explorer, Retrieved, pick_query  # noqa: E402
 
 N_DB = 20
 
@@ -141,3 +143,111 @@ def test_snapshot_is_static_html(splits):
     ex = Explorer({"fake": _run()}, splits, k=2, bits=16)
     html = ex.snapshot().data
     assert 'data-ids="' in html and html.count("data:image/png;base64,") == 2 + 1 + 1
+
+
+# --------------------------------------------------------------------------- many queries at once
+
+
+def test_length_table_and_pick_query(splits):
+    ex = Explorer({"fake": _run()}, splits, k=5, bits=4)
+    table = ex.length_table()
+    assert list(table.index) == [0, 1]
+    assert list(table.columns) == ["class", "P@5 4", "P@5 16", "changed 4>16", "changes",
+                                   "overlap shortest-longest"]
+    assert table.loc[0, "class"] == "zero"
+    # query 0: 4 bits -> items 0-4 (class one, wrong), 16 bits -> items 5-9 (class zero, right)
+    assert table.loc[0, "P@5 4"] == 0.0 and table.loc[0, "P@5 16"] == 1.0
+    assert table.loc[0, "changes"] == 1 and table.loc[0, "overlap shortest-longest"] == 0.0
+    assert bool(table.loc[0, "changed 4>16"])
+    assert pick_query(table) == 0
+    assert ex.last.query == 0 and ex.last.bits == 4  # computing the table does not redraw
+    # only query 1 given: it qualifies or is the best available
+    assert pick_query(ex.length_table(queries=[1])) == 1
+    with pytest.raises(ValueError, match="queries must be"):
+        ex.length_table(queries=[2])
+    with pytest.raises(ValueError, match="length_table"):
+        pick_query(table.drop(columns="changes"))
+
+
+def test_pick_query_prefers_changes_at_every_step_then_gain():
+    table = pd.DataFrame({"P@3 8": [0.0, 0.5, 0.3, 0.0], "P@3 16": [0.3, 0.5, 0.6, 0.6],
+                          "P@3 32": [0.3, 1.0, 0.3, 1.0], "changes": [1, 2, 2, 2]},
+                         index=[10, 11, 12, 13])
+    assert pick_query(table) == 11  # first with 2 changes and a gain
+    table.loc[11, "P@3 32"] = 0.4  # now a loss; 12 has no gain either: 13 is next
+    assert pick_query(table) == 13
+    table["changes"] = [1, 1, 1, 1]  # nobody qualifies: most changes, largest gain, lowest index
+    assert pick_query(table) == 13
+
+
+def test_funnel_agreement(splits):
+    ex = Explorer({"fake": _run()}, splits, k=5, bits=16, shortlist=(5,))
+    agree = ex.funnel_agreement()
+    # query 0: the 4-bit shortlist of 5 misses the true 16-bit neighbours (items 5-9)
+    assert agree.loc[0, "overlap"] == 0.0 and agree.loc[0, "recall"] == 0.0
+    assert agree.loc[0, "P@5 exhaustive"] == 1.0 and agree.loc[0, "P@5 funnel"] == 0.0
+    wide = Explorer({"fake": _run()}, splits, k=5, bits=16, shortlist=(20,)).funnel_agreement()
+    assert (wide["overlap"] == 1.0).all() and (wide["recall"] == 1.0).all()
+    shortest = ex.funnel_agreement(bits=4)  # no shorter length: the funnel is the exhaustive search
+    assert (shortest["recall"] == 1.0).all()
+    with pytest.raises(ValueError, match="bits must be one of"):
+        ex.funnel_agreement(bits=8)
+    with pytest.raises(ValueError, match="not one of the runs"):
+        ex.funnel_agreement(method="nope")
+
+
+def test_codes_are_read_only_when_shown(splits):
+    class Counting(SimpleNamespace):
+        reads = 0
+
+        @property
+        def codes(self):
+            type(self).reads += 1
+            return _run().codes
+
+    runs = {"a": Counting(bit_list=(4, 16)), "b": Counting(bit_list=(4, 16))}
+    ex = Explorer(runs, splits, k=3, bits=16)
+    assert Counting.reads == 1  # only the shown run
+    ex.update(method="b")
+    assert Counting.reads == 2 and len(ex.codes) == 2 and list(ex.codes) == ["a", "b"]
+
+
+def test_grid_captions_show_class_names(splits):
+    ex = Explorer({"fake": _run()}, splits, k=5, bits=16)
+    assert ex.grid.value.count(">zero</span>") == 5  # items 5-9 are class zero
+
+
+def test_run_label_and_available_runs(monkeypatch, tmp_path):
+    from nhl import experiments
+    from nhl.config import TrainConfig
+    from nhl.explorer import available_runs, run_label
+
+    base = TrainConfig(method="dhn", epochs=3)
+    splits = SimpleNamespace(fingerprint="fp")
+
+    def fake(config, name, fingerprint="fp"):
+        return SimpleNamespace(config=config, path=tmp_path / name,
+                               metrics={"split_fingerprint": fingerprint})
+
+    main = fake(base, "main")
+    others = {
+        "nested-plain": fake(base.variant("plain"), "nested-plain"),
+        "lr-search": fake(base.replace(lr=0.01), "lr-search"),
+        "single": fake(base.baseline(8), "single"),
+        "other-epochs": fake(base.replace(epochs=5), "other-epochs"),
+        "other-split": fake(base.variant("distill"), "other-split", fingerprint="xx"),
+        "csq": fake(base.replace(method="csq"), "csq"),
+    }
+    monkeypatch.setattr(experiments, "run", lambda *a, **k: main)
+    monkeypatch.setattr(experiments, "list_runs", lambda root=None: pd.DataFrame(
+        {"path": [str(main.path)] + [str(r.path) for r in others.values()]}))
+    monkeypatch.setattr(experiments, "load", lambda path: others[Path(path).name])
+    runs = available_runs(base, splits)
+    assert list(runs) == ["dhn nested-nhl seed 0, 3 ep", "csq nested-nhl seed 0, 3 ep",
+                          "dhn nested-plain seed 0, 3 ep"]
+    assert runs["dhn nested-nhl seed 0, 3 ep"] is main
+    everything = available_runs(base, splits, recipe_only=False, same_epochs=False)
+    assert "dhn nested-nhl seed 0, 3 ep, lr 0.01" in everything
+    assert "dhn nested-nhl seed 0, 5 ep" in everything
+    assert not any("single" in name for name in everything)
+    assert run_label(others["lr-search"]) == "dhn nested-nhl seed 0, 3 ep, lr 0.01"

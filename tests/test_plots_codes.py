@@ -144,9 +144,94 @@ def test_hamming_histograms_panels_sum_to_pairs():
     assert fig.axes[0].get_ylabel() == "fraction of pairs"
     per_length = fig.counts.groupby("bits")[["similar", "dissimilar"]].sum().sum(axis=1)
     assert per_length.tolist() == [300, 300]
-    # bars are fractions: similar and dissimilar each sum to one per panel
-    steps = fig.axes[1].patches
-    assert len(steps) == 2 and [p.get_label()[:3] for p in steps] == ["sim", "dis"]
-    for p in steps:
-        np.testing.assert_allclose(p.get_data().values.sum(), 1.0)
-        assert len(p.get_data().values) == 9  # distances 0..8
+    # one bar per distance 0..8 and kind; each kind's bars are fractions summing to one
+    bars = fig.axes[1].patches
+    assert len(bars) == 2 * 9
+    for kind in (bars[:9], bars[9:]):
+        assert [round(b.get_x() + b.get_width() / 2) for b in kind] == list(range(9))
+        np.testing.assert_allclose(sum(b.get_height() for b in kind), 1.0)
+    # the d = 0 bar is not under the left spine: the axis starts left of its left edge
+    for ax in fig.axes:
+        assert ax.get_xlim()[0] < -0.5 - 0.9
+        assert "at d = 0" in ax.texts[0].get_text()
+    legend = fig.legends[0]
+    assert [t.get_text()[:3] for t in legend.get_texts()] == ["sim", "dis"]
+
+
+def test_hamming_histograms_log_axis_is_labelled():
+    rng = np.random.default_rng(1)
+    codes = rng.choice(np.array([-1, 1], np.int8), (30, 4))
+    labels = np.eye(2, dtype=np.uint8)[rng.integers(0, 2, 30)]
+    fig = C.hamming_histograms(codes, labels, (4,), n_pairs=100, log=True)
+    assert fig.axes[0].get_yscale() == "log"
+    assert fig.axes[0].get_ylabel() == "fraction of pairs (log scale)"
+
+
+def test_block_novelty_finds_copied_bits():
+    rng = np.random.default_rng(0)
+    first = rng.choice(np.array([-1, 1], np.int8), (200, 2))
+    fresh = rng.choice(np.array([-1, 1], np.int8), (200, 2))
+    # block 2 = bit 0 and the negation of bit 1: copies; block 3 = fresh random bits
+    codes = np.concatenate([first, first[:, :1], -first[:, 1:], fresh], axis=1)
+    table = C.block_novelty(codes, (2, 4, 6))
+    assert table.index.tolist() == [2, 4, 6]
+    assert table["new bits"].tolist() == [2, 2, 2]
+    assert np.isnan(table.loc[2, "mean max |corr| with earlier bits"])
+    assert table.loc[4, "mean max |corr| with earlier bits"] == pytest.approx(1.0)
+    assert table.loc[4, "copies"] == 2
+    assert table.loc[6, "copies"] == 0
+    assert table.loc[6, "mean max |corr| with earlier bits"] < 0.3
+    with pytest.raises(ValueError, match="copy_threshold"):
+        C.block_novelty(codes, (2, 4), copy_threshold=0)
+
+
+def test_distinct_codes_per_prefix():
+    # CODES: 2-bit prefixes (1,1), (1,-1), (-1,1), (1,1): 3 distinct; all 4 bits: 4 distinct
+    series = C.distinct_codes(CODES, (1, 2, 4))
+    assert series.to_dict() == {1: 2, 2: 3, 4: 4}
+    with pytest.raises(ValueError, match="8 bits"):
+        C.distinct_codes(CODES, (8,))
+
+
+def test_center_design_table_sylvester_repeats_hadamard_spreads():
+    t = C.center_design_table(10, (8, 16, 32, 64, 128))
+    assert t.loc[("sylvester", 128), "distinct splits"] == 16
+    assert t.loc[("sylvester", 32), "distinct splits"] == 16
+    assert t.loc[("hadamard", 128), "distinct splits"] == 128
+    for b in (8, 16, 32, 64, 128):  # spreading keeps every prefix's minimum centre distance
+        assert (t.loc[("hadamard", b), "min centre distance"]
+                == t.loc[("sylvester", b), "min centre distance"] == b // 2)
+    assert "random" in t.index.get_level_values("design")
+    with pytest.raises(ValueError, match="two classes"):
+        C.center_design_table(1, (8,))
+
+
+def test_center_picture_flags_repeated_columns():
+    fig = C.center_picture(10, (8, 16, 32), designs=("sylvester", "hadamard"))
+    syl, had = fig.axes
+    assert syl.images[0].get_array().shape == (10, 32)
+    assert "16 distinct splits among 32 bits (16 repeats" in syl.get_title()
+    assert "32 distinct splits among 32 bits (0 repeats" in had.get_title()
+    assert len(syl.lines[-1].get_xdata()) == 16
+
+
+def test_centers_summary_means_over_seeds():
+    import pandas as pd
+
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        for design in ("hadamard (default)", "sylvester"):
+            for b in (8, 16):
+                rows.append({"dataset": "fashion-mnist", "design": design, "bits": b,
+                             "seed": seed, "mAP": 0.5 + shift, "distinct codes": 10 + b,
+                             "nearest ties (median)": 100.0 / b})
+    rows.append({**rows[0], "dataset": "other", "mAP": 9.0})
+    out = C.centers_summary(pd.DataFrame(rows))
+    assert out.index.names == ["design", "bits"]
+    assert out.loc[("sylvester", 16), "mAP"] == pytest.approx(0.6)
+    assert out.loc[("sylvester", 16), "distinct codes"] == 26
+    assert out.loc[("hadamard (default)", 8), "seeds"] == 2
+    with pytest.raises(ValueError, match="no rows"):
+        C.centers_summary(pd.DataFrame(rows), dataset="cifar")
+    with pytest.raises(ValueError, match="missing columns"):
+        C.centers_summary(pd.DataFrame({"mAP": [0.1]}))

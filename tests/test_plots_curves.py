@@ -15,10 +15,14 @@ from nhl.plots.curves import (  # noqa: E402
     ablation_plot,
     best_per_length,
     describe_ablation,
+    flag_truncated_y,
+    index_order_spread,
     map_vs_bits,
+    paired_ci_plot,
     paired_differences,
     permuted_index_map,
     pr_curves,
+    pr_small_multiples,
     precision_at_n_plot,
     tie_group_sizes,
     tie_plot,
@@ -66,7 +70,7 @@ def test_precision_at_n_plot_draws_rows_against_n():
     np.testing.assert_allclose(lines[0].get_xdata(), [100, 1000])
     np.testing.assert_allclose(lines[1].get_ydata(), [0.95, 0.9])
     assert ax.get_xscale() == "log"
-    assert ax.get_ylabel() == "precision@N" and "N" in ax.get_xlabel()
+    assert ax.get_ylabel().startswith("precision@N\n(axis starts at") and "N" in ax.get_xlabel()
 
 
 def test_precision_at_n_plot_rejects_unsorted_cutoffs():
@@ -84,7 +88,7 @@ def test_map_vs_bits_draws_the_map_columns():
     assert [ln.get_label() for ln in lines] == ["baseline mAP", "nested mAP"]  # "gain" skipped
     np.testing.assert_allclose(lines[0].get_xdata(), [8, 16, 32])
     np.testing.assert_allclose(lines[1].get_ydata(), [0.55, 0.62, 0.69])
-    assert ax.get_xlabel() == "code length (bits)" and ax.get_ylabel() == "mAP"
+    assert ax.get_xlabel() == "code length (bits)" and ax.get_ylabel().startswith("mAP\n(axis starts at")
     with pytest.raises(ValueError, match="not found"):
         map_vs_bits(table, columns=["nope"])
 
@@ -195,7 +199,7 @@ def test_tie_size_plot_and_tie_plot_draw_the_inputs():
     np.testing.assert_allclose(dots[1][:, 1], [0.7, 0.7])
     exact_lines = [ln for ln in ax.lines]
     np.testing.assert_allclose([ln.get_ydata()[0] for ln in exact_lines], [0.5, 0.7])
-    assert ax.get_ylabel() == "mAP"
+    assert ax.get_ylabel().startswith("mAP\n(axis starts at")  # truncated: said so
     with pytest.raises(ValueError, match="exact"):
         tie_plot({8: [0.5]}, {16: 0.5})
 
@@ -252,3 +256,106 @@ def test_identical_variants_are_called_identical_and_tied():
     assert (d["verdict"] == "identical").all() and (d["diff"] == 0).all()
     text = describe_ablation(t, reference="ref")
     assert "tied with" in text and "(identical)" in text
+
+
+def test_training_curves_draws_both_panels_with_labels():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from nhl.plots.curves import training_curves
+
+    rows = [dict(epoch=e, bits=b, loss=1 / (e + 1), val_map=0.1 * e + b / 1000, selected=e == 2)
+            for e in range(4) for b in (8, 16)]
+    loss_ax, map_ax = training_curves(pd.DataFrame(rows), title="t")
+    assert len(loss_ax.lines) >= 2 and loss_ax.get_xlabel() == "epoch"
+    assert map_ax.get_ylabel() == "validation mAP@ALL" and loss_ax.get_ylabel()
+    plt.close("all")
+    with pytest.raises(ValueError, match="history"):
+        training_curves(pd.DataFrame({"epoch": [0]}))
+
+
+# ------------------------------------------------------------------ readable layouts
+
+
+def test_flag_truncated_y_says_where_the_axis_starts():
+    _, ax = plt.subplots()
+    ax.plot([0, 1], [0.7, 0.8])
+    ax.set_ylabel("mAP")
+    ax.set_ylim(0.65, 0.85)
+    flag_truncated_y(ax)
+    assert ax.get_ylabel() == "mAP\n(axis starts at 0.65, not 0)"
+    flag_truncated_y(ax)  # idempotent
+    assert ax.get_ylabel().count("axis starts") == 1
+    _, ax = plt.subplots()
+    ax.set_ylabel("gain")
+    ax.set_ylim(-0.1, 0.1)  # includes 0: nothing to flag
+    assert flag_truncated_y(ax).get_ylabel() == "gain"
+
+
+def test_precision_at_n_plot_from_zero_is_not_flagged():
+    table = pd.DataFrame([[0.9, 0.8], [0.95, 0.9]], index=[8, 16], columns=[100, 1000])
+    ax = precision_at_n_plot(table, y_from_zero=True)
+    assert ax.get_ylim()[0] == 0 and ax.get_ylabel() == "precision@N"
+
+
+def test_pr_small_multiples_one_full_panel_per_length():
+    results = {
+        16: (np.array([0.9, 0.8, 0.7, 0.5]), np.array([0.1, 0.3, 0.6, 1.0])),
+        8: (np.array([0.8, 0.6, 0.5]), np.array([0.4, 0.8, 1.0])),
+    }
+    axes = pr_small_multiples(results, mark_radius=2)
+    assert len(axes) == 2
+    assert [ax.get_title() for ax in axes] == ["8 bits (r = 0..2)", "16 bits (r = 0..3)"]
+    for ax, bits in zip(axes, (8, 16)):
+        own = [ln for ln in ax.lines if ln.get_label() == f"{bits} bits"]
+        assert len(own) == 1
+        np.testing.assert_allclose(own[0].get_xdata(), results[bits][1])
+        np.testing.assert_allclose(own[0].get_ydata(), results[bits][0])
+        assert len([ln for ln in ax.lines if ln.get_label() == "_other lengths"]) == 1
+        assert ax.get_xlim() == (0, 1.02) and ax.get_ylim() == (0, 1.02)  # never truncated
+        assert ax.get_xlabel() == "recall"
+        ring = ax.collections[0].get_offsets()[0].tolist()
+        assert ring == [results[bits][1][2], results[bits][0][2]]
+    assert axes[0].get_ylabel() == "precision"
+    with pytest.raises(ValueError, match="axes"):
+        pr_small_multiples(results, axes=plt.subplots(1, 3)[1])
+    with pytest.raises(ValueError, match=r"results\[8\]"):
+        pr_small_multiples({8: ([0.5, 0.4], [0.1])})
+
+
+def test_paired_ci_plot_draws_differences_and_intervals_per_panel():
+    t = pd.DataFrame({
+        "dataset": ["a"] * 6 + ["b"] * 3,
+        "method": ["x", "x", "x", "y", "y", "y", "x", "x", "x"],
+        "bits": [8, 16, "mean"] * 3,
+        "diff": [0.01, -0.02, -0.005, 0.0, 0.03, 0.015, 0.1, 0.2, 0.15],
+        "ci95": [0.005, 0.01, 0.004, 0.02, 0.01, np.nan, 0.05, 0.05, 0.05],
+    })
+    axes = paired_ci_plot(t)
+    assert len(axes) == 2 and [ax.get_title() for ax in axes] == ["a", "b"]
+    assert [x.get_text() for x in axes[0].get_xticklabels()] == ["8", "16", "mean"]
+    ys = [c.get_offsets() for c in axes[0].collections]  # errorbar markers are lines, bars collections
+    points = [ln for ln in axes[0].lines if ln.get_marker() == "o"]
+    np.testing.assert_allclose(points[0].get_ydata(), [0.01, -0.02, -0.005])
+    np.testing.assert_allclose(points[1].get_ydata(), [0.0, 0.03, 0.015])
+    assert points[0].get_xdata()[0] < 0 < points[1].get_xdata()[0]  # dodged around position 0
+    assert ys  # the interval bars are drawn
+    assert axes[0].get_xlabel() == "code length (bits)" and "single-length" in axes[0].get_ylabel()
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["x", "y"]
+    with pytest.raises(ValueError, match="columns"):
+        paired_ci_plot(t.drop(columns="ci95"))
+
+
+def test_index_order_spread_matches_permuted_index_map():
+    rng = np.random.default_rng(2)
+    db = np.where(rng.random((60, 8)) > 0.5, 1, -1)
+    dbl = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, 60)]
+    q, ql = db[:5], dbl[:5]
+    table, samples = index_order_spread(q, db, ql, dbl, (2, 8), n_perm=4, seed=7)
+    assert table.index.tolist() == [2, 8] and table.index.name == "bits"
+    for b in (2, 8):
+        np.testing.assert_allclose(samples[b], permuted_index_map(q[:, :b], db[:, :b], ql, dbl, n_perm=4, seed=7))
+        assert table.loc[b, "tie-aware"] == pytest.approx(mean_average_precision(q[:, :b], db[:, :b], ql, dbl))
+        assert table.loc[b, "index order: max - min"] == pytest.approx(np.ptp(samples[b]))
+    with pytest.raises(ValueError, match="16"):
+        index_order_spread(q, db, ql, dbl, (8, 16))

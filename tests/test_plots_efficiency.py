@@ -44,7 +44,7 @@ def test_progress_plot_marks_where_the_target_is_reached():
     assert len(star) == 1 and star[0].get_xdata()[0] == 2.0
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["nested", "baseline", "target 0.500"]
-    assert ax.get_xlabel() and ax.get_ylabel() == "validation mAP"
+    assert ax.get_xlabel() and ax.get_ylabel().startswith("validation mAP\n(axis starts at")
 
 
 def test_step_cost_bars_heights_and_labels():
@@ -54,3 +54,42 @@ def test_step_cost_bars_heights_and_labels():
     assert [x.get_text() for x in ax.get_xticklabels()] == ["single", "nhl"]
     assert [x.get_text() for x in ax.texts] == ["2.0", "3.0"]
     assert "milliseconds" in ax.get_ylabel()
+
+
+def test_progress_plot_by_epoch_counts_epochs_trained():
+    curves = {"nested": pd.DataFrame({"epoch": [0, 1, 2], "seconds": [5.0, 9.0, 14.0], "val_map": [0.2, 0.6, 0.7]})}
+    ax = efficiency.progress_plot(curves, target=0.5, x="epoch")
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [1, 2, 3]  # 1-based: epochs trained
+    star = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    assert star[0].get_xdata()[0] == 2
+    assert ax.get_xlabel() == "epochs trained"
+    with pytest.raises(ValueError, match="x must be"):
+        efficiency.progress_plot(curves, x="steps")
+
+
+def _parts_table():
+    return pd.DataFrame({
+        "variant": ["single-8", "single-16", "plain", "nhl"],
+        "step ms": [10.0, 12.0, 14.0, 16.0],
+        "head ms": [1.0, 2.0, 4.0, 6.0],
+        "rest ms": [9.0, 10.0, 10.0, 10.0],
+    })
+
+
+def test_step_breakdown_stacks_the_single_models_and_splits_each_bar():
+    ax = efficiency.step_breakdown(_parts_table(), ["single-8", "single-16"], ["plain", "nhl"])
+    widths = [p.get_width() for p in ax.patches]
+    lefts = [p.get_x() for p in ax.patches]
+    # first bar: rest, head of single-8, then rest, head of single-16, stacked end to end
+    assert widths[:4] == [9.0, 1.0, 10.0, 2.0] and lefts[:4] == [0.0, 9.0, 10.0, 20.0]
+    assert widths[4:] == [10.0, 4.0, 10.0, 6.0]  # plain, then nhl: rest + head
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[0] == "22.0 ms"
+    assert texts[1] == "14.0 ms: speed-up 1.57x" and texts[2] == "16.0 ms: speed-up 1.38x"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["2 single-length models", "nested: plain", "nested: nhl"]
+    assert "milliseconds" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="parts=True"):
+        efficiency.step_breakdown(_parts_table().drop(columns="head ms"), ["single-8"], ["nhl"])
+    with pytest.raises(ValueError, match="single-32"):
+        efficiency.step_breakdown(_parts_table(), ["single-32"], ["nhl"])

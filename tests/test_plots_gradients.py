@@ -2,6 +2,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from types import SimpleNamespace  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -65,7 +67,7 @@ def test_conflict_picture_applies_the_rule():
     assert "alpha = 1.00" in ax.get_title()
 
 
-def test_weights_over_training_lines_and_rate():
+def test_weights_over_training_lines_only_no_second_axis():
     hist = pd.DataFrame(
         {
             "epoch": [0, 0, 1, 1],
@@ -77,9 +79,73 @@ def test_weights_over_training_lines_and_rate():
     ax = G.weights_over_training(hist)
     assert np.allclose(ax.get_lines()[1].get_ydata(), [0.8, 0.9])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["8 bits", "16 bits", "anti-domination rate"]
+    assert labels == ["8 bits", "16 bits", "uniform (plain)"]
+    assert len(ax.figure.axes) == 1 and ax.get_ylim()[0] == 0  # no twin axis, not truncated
     with pytest.raises(ValueError, match="RunResult.history"):
         G.weights_over_training(pd.DataFrame({"epoch": [0]}))
+
+
+def _recording(weighting, fired):
+    frame = pd.DataFrame({"epoch": [0, 0, 1], "iteration": [0, 5, 10],
+                          "weight_8": [1.5, 1.0, 1.2] if weighting == "dominance" else [1.0] * 3,
+                          "weight_16": [0.5, 1.0, 0.8] if weighting == "dominance" else [1.0] * 3,
+                          "anti_domination": fired})
+    history = pd.DataFrame({"epoch": [0, 0, 1, 1], "bits": [8, 16, 8, 16],
+                            "anti_domination": [0.75, 0.75, 0.25, 0.25]})
+    return SimpleNamespace(frame=frame, config=SimpleNamespace(bit_list=(8, 16), weighting=weighting),
+                           run=SimpleNamespace(history=history))
+
+
+def test_weights_and_firing_separate_panels_full_axes():
+    fig = G.weights_and_firing({"pairwise": _recording("dominance", [True, False, True]),
+                                "plain run": _recording("uniform", [True, False, False])})
+    a, b, rate = fig.axes
+    assert a.get_ylim() == b.get_ylim() and a.get_ylim()[0] == 0
+    assert np.allclose(a.get_lines()[1].get_ydata(), [0.5, 1.0, 0.8])
+    assert "uniform run" in b.get_title()
+    lines = rate.get_lines()
+    assert np.allclose(lines[0].get_ydata(), [0.75, 0.25])  # from the history: all steps
+    assert np.allclose(lines[1].get_ydata(), [0.5, 0.0])  # would fire, recorded steps
+    assert rate.get_ylim()[0] < 0 < 1 < rate.get_ylim()[1] and "would fire" in lines[1].get_label()
+    with pytest.raises(ValueError, match="empty"):
+        G.weights_and_firing({})
+
+
+def test_recorded_conflicts_one_panel_per_pick():
+    frame = pd.DataFrame({"epoch": [0], "step": [3], "iteration": [3], "norm_2": [1.0], "norm_4": [2.0],
+                          "cos_2_4": [-0.6], "c_2_4": [-1.2], "ovnorm_2_4": [2.0], "alpha_2_4": [0.5 / 1.2]})
+    fig = G.recorded_conflicts(frame, {"typical": (0, 2, 4)})
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("typical: 2 vs 4 bits, epoch 0, step 3")
+    assert "alpha = 0.42" in ax.get_title()  # the recorded alpha is the one drawn
+    with pytest.raises(ValueError, match="never fired"):
+        G.recorded_conflicts(frame, {})
+
+
+def _effect():
+    rows = []
+    for d in ("a", "b"):
+        for m in ("csq", "dhn"):
+            for bits in (8, 16, "mean"):
+                diff = 0.0 if m == "csq" else -0.02
+                rows.append({"dataset": d, "method": m, "bits": bits, "diff": diff, "sd": 0.01, "n": 3,
+                             "ci95": 0.01, "sign": "0" if m == "csq" else "-",
+                             "firing": 0.0 if m == "csq" else 0.6})
+    return pd.DataFrame(rows)
+
+
+def test_paired_effect_panels_symmetric_axes_and_empty_state():
+    fig = G.paired_effect(_effect())
+    *panels, fire = fig.axes
+    assert len(panels) == 2 and panels[0].get_title().startswith("a:")
+    lo, hi = panels[0].get_ylim()
+    assert lo == pytest.approx(-hi) and hi > 0.03
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["8", "16", "mean"]
+    heights = [p.get_height() for p in fire.patches]
+    assert sorted(heights) == [0.0, 0.0, 0.6, 0.6]
+    assert [t.get_text() for t in fire.texts][:2] == ["0%", "0%"]  # zero rates are labelled
+    empty = G.paired_effect(pd.DataFrame(columns=_effect().columns))
+    assert "not yet computed" in empty.axes[0].texts[0].get_text()
 
 
 def test_map_bars_groups_variants():

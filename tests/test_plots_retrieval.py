@@ -134,9 +134,105 @@ def test_compare_topk_by_length_rows_and_frames():
         shown = [int(axes[row, j + 1].images[0].get_array()[0, 0]) for j in range(3)]
         assert shown == items
         assert [_edge(axes[row, j + 1]) for j in range(3)] == [{c} for c in colors]
-    assert axes[0, 0].get_ylabel() == "query 0\n2 bits: 2/3"
-    assert axes[1, 0].get_ylabel() == "query 0\n4 bits: 2/3"
+    # 2 bits: items 1, 2, 3 tie at d=0; 4 bits: only item 3 is at d=0
+    assert axes[0, 0].get_ylabel() == "query 0: 0\n2 bits: 2/3 right\n3 tied at d=0"
+    assert axes[1, 0].get_ylabel() == "query 0: 0\n4 bits: 2/3 right\n1 tied at d=0"
+    splits.class_names = ["coat", "shirt"]
+    fig = R.compare_topk_by_length(codes, splits, [0], lengths=(2, 4), k=3)
+    assert fig.axes[0].get_ylabel().startswith("query 0: coat\n")
     with pytest.raises(TypeError, match="RunResult"):
         R.compare_topk_by_length({"query": Q}, splits, [0])
     with pytest.raises(IndexError, match="query_ids"):
         R.compare_topk_by_length(codes, splits, [3])
+
+
+def test_topk_summary_counts_right_answers_and_ties():
+    codes = {
+        "query": np.concatenate([Q, -Q]),
+        "database": DB,
+        "query_labels": np.array([[1, 0], [0, 1]]),
+        "database_labels": np.array([[0, 1], [1, 0], [0, 1], [1, 0], [1, 0]]),
+    }
+    t = R.topk_summary(codes, [1, 0], lengths=(2, 4), k=2, class_names=["coat", "shirt"])
+    assert t["query"].tolist() == [1, 1, 0, 0] and t["bits"].tolist() == [2, 4, 2, 4]
+    assert t["class"].tolist() == ["shirt", "shirt", "coat", "coat"]
+    # query 0 (+1 +1 +1 +1): 2 bits -> items 1, 2, 3 at d=0; 4 bits -> item 3 alone at d=0
+    q0 = t[t["query"] == 0].set_index("bits")
+    assert q0["tied at nearest"].tolist() == [3, 1] and q0["nearest distance"].tolist() == [0, 0]
+    assert q0["right of top 2"].tolist() == [1, 1]  # items 1, 2 at 2 bits; items 3, 2 at 4 bits
+    # query 1 (-1 -1 -1 -1): item 0 alone at d=0 (2 and 4 bits), then item 4 at d=3 (4 bits)
+    q1 = t[t["query"] == 1].set_index("bits")
+    assert q1["tied at nearest"].tolist() == [1, 1]
+    assert q1["right of top 2"].tolist() == [1, 1]
+    with pytest.raises(IndexError, match="query_ids"):
+        R.topk_summary(codes, [5])
+    with pytest.raises(ValueError, match="empty"):
+        R.topk_summary(codes, [])
+
+
+def _brute_force_random_ap(n, r):
+    """E[AP] over all orders of n items with r relevant, by enumerating relevant positions."""
+    from itertools import combinations
+
+    total, count = 0.0, 0
+    for pos in combinations(range(1, n + 1), r):
+        total += np.mean([(i + 1) / p for i, p in enumerate(pos)])
+        count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("n,r", [(5, 1), (6, 2), (7, 3), (4, 4)])
+def test_chance_map_closed_form_matches_enumeration(n, r):
+    dl = np.zeros((n, 2), np.uint8)
+    dl[:r, 0] = 1
+    dl[r:, 1] = 1
+    ql = np.array([[1, 0]], np.uint8)
+    assert R.chance_map(ql, dl) == pytest.approx(_brute_force_random_ap(n, r))
+
+
+def test_chance_map_equals_tie_aware_map_of_constant_codes():
+    from nhl.metrics import mean_average_precision
+
+    rng = np.random.default_rng(0)
+    dl = (rng.random((300, 4)) < 0.3).astype(np.uint8)  # multi-label, some rows empty
+    ql = (rng.random((20, 4)) < 0.3).astype(np.uint8)
+    ones_q, ones_db = np.ones((20, 1), np.int8), np.ones((300, 1), np.int8)
+    assert R.chance_map(ql, dl) == pytest.approx(mean_average_precision(ones_q, ones_db, ql, dl))
+    assert R.chance_map(ql, dl, topk=50) == pytest.approx(
+        mean_average_precision(ones_q, ones_db, ql, dl, topk=50))
+    balanced = np.eye(10, dtype=np.uint8)[np.arange(1000) % 10]
+    assert R.chance_map(balanced[:10], balanced) == pytest.approx(0.1, abs=0.01)
+    with pytest.raises(ValueError, match="classes"):
+        R.chance_map(ql, dl[:, :3])
+
+
+def test_first_of_classes_picks_the_first_query_of_each_named_class():
+    ql = np.eye(3, dtype=np.uint8)[[2, 0, 2, 1]]
+    assert R.first_of_classes(ql, ["a", "b", "c"], ["c", "a", "b"]) == [0, 1, 3]
+    with pytest.raises(ValueError, match="unknown class"):
+        R.first_of_classes(ql, ["a", "b", "c"], ["z"])
+    with pytest.raises(ValueError, match="no query"):
+        R.first_of_classes(ql[:2], ["a", "b", "c"], ["b"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 10), st.integers(0, 2**31 - 1))
+def test_nearest_ties_match_brute_force(n_q, n_db, bits, seed):
+    rng = np.random.default_rng(seed)
+    q = rng.choice(np.array([-1, 1], np.int8), (n_q, bits + 2))
+    db = rng.choice(np.array([-1, 1], np.int8), (n_db, bits + 2))
+    distance, tied = R.nearest_ties(q, db, bits, chunk_size=2)
+    for a in range(n_q):
+        d = (q[a, :bits] != db[:, :bits]).sum(axis=1)
+        assert distance[a] == d.min() and tied[a] == (d == d.min()).sum()
+
+
+def test_tie_summary_on_hand_made_codes():
+    # query 0 = Q: 2 bits -> 3 items at d=0, 4 bits -> 1 item at d=0; query 1 = -Q: item 0 alone
+    t = R.tie_summary(np.concatenate([Q, -Q]), DB, (2, 4), k=2)
+    assert t.index.tolist() == [2, 4]
+    assert t.loc[2, "median tied at nearest"] == 2.0  # median of 3 and 1
+    assert t.loc[2, "share with > 2 tied"] == 0.5 and t.loc[4, "share with > 2 tied"] == 0.0
+    assert t["share nearest at d=0"].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="exceeds"):
+        R.nearest_ties(Q, DB, 8)

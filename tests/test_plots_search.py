@@ -13,7 +13,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 from nhl.plots.search import (  # noqa: E402
     pareto_front,
+    place_labels,
     plot_distance_histogram,
+    plot_latency,
     plot_length_choice,
     plot_pr_curve,
     plot_recall_latency,
@@ -97,14 +99,92 @@ def test_length_choice_marks_the_front():
     ax_size, ax_lat = fig.axes
     assert ax_size.get_xlabel().startswith("bytes per image")
     assert ax_lat.get_xlabel() == "latency per query (ms)"
+    assert [t.get_text() for t in ax_size.get_xticklabels()] == ["1", "2", "4", "8", "16"]
     for ax in (ax_size, ax_lat):
-        assert ax.get_ylabel() == "mAP"
+        assert ax.get_ylabel().startswith("mAP (axis starts at")  # truncated axis flagged
         all_pts, front = ax.get_lines()
         assert all_pts.get_xdata().size == 5
         assert front.get_ydata().tolist() == [0.50, 0.70, 0.80]  # 32 and 128 bits are dominated
-        assert len(ax.texts) == 5 and ax.texts[0].get_text() == "8 bits"
+        assert sorted(t.get_text() for t in ax.texts) == sorted(f"{b} bits" for b in table.bits)
     fig2 = plot_length_choice(table.drop(columns="latency_ms"), latency=None)
     assert len(fig2.axes) == 1
+
+
+def test_length_choice_error_bars_and_rings():
+    table = pd.DataFrame({
+        "bits": [8, 16, 32], "mAP": [0.5, 0.6, 0.61], "bytes": [1, 2, 4],
+        "latency_ms": [1.0, 0.8, 0.9], "lo": [0.45, 0.55, 0.56], "hi": [0.55, 0.65, 0.66],
+        "t lo": [0.9, 0.7, 0.8], "t hi": [1.2, 0.9, 1.0], "clear": [False, True, False],
+    })
+    fig = plot_length_choice(table, quality_ci=("lo", "hi"), latency_range=("t lo", "t hi"),
+                             clear="clear")
+    ax_size, ax_lat = fig.axes
+    (bars,) = ax_size.containers  # one errorbar container
+    segs = bars.lines[2][0].get_segments()
+    assert [tuple(np.round(s[:, 1], 3)) for s in segs] == [(0.45, 0.55), (0.55, 0.65), (0.56, 0.66)]
+    lat_segs = ax_lat.containers[0].lines[2]
+    assert len(lat_segs) == 2  # horizontal (latency) and vertical (mAP) bars
+    ring = [line for line in ax_size.get_lines() if line.get_label().startswith("gain over")]
+    assert len(ring) == 1 and ring[0].get_xdata().tolist() == [4.0]  # only 32 bits (8 has no gain)
+    with pytest.raises(ValueError, match="lacks column"):
+        plot_length_choice(table, quality_ci=("lo", "nope"))
+
+
+def test_place_labels_do_not_overlap():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    xs = [1.0, 1.01, 1.02, 1.0, 1.01, 2.0]
+    ys = [0.5, 0.5, 0.51, 0.52, 0.49, 0.9]
+    ax.plot(xs, ys, "o")
+    anns = place_labels(ax, xs, ys, ["first", "second", "third", "fourth", "", "sixth"])
+    assert [a.get_text() for a in anns] == ["first", "second", "third", "fourth", "sixth"]
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [a.get_window_extent(r) for a in anns]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (anns[i].get_text(), anns[j].get_text())
+
+
+def test_place_labels_avoid_the_legend():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], "o", label="a rather long legend entry")
+    ax.set_xlim(-0.1, 1.1)
+    ax.set_ylim(-0.1, 1.1)
+    legend = ax.legend(loc="lower right")
+    (ann,) = place_labels(ax, [0.9], [0.1], ["label next to the legend"])
+    r = fig.canvas.get_renderer()
+    assert not ann.get_window_extent(r).overlaps(legend.get_window_extent(r))
+
+
+def test_recall_latency_labels_do_not_overlap_and_error_bars():
+    df = pd.DataFrame({
+        "method": ["a"] * 4 + ["b"] * 4,
+        "ms": [1.0, 1.02, 1.04, 1.06, 1.0, 1.02, 1.04, 1.06],
+        "lo": [0.9] * 8, "hi": [1.2] * 8,
+        "recall": [0.5, 0.51, 0.52, 0.53, 0.5, 0.51, 0.52, 0.53],
+        "label": [str(i) for i in range(8)],
+    })
+    ax = plot_recall_latency(df, x="ms", xerr=("lo", "hi"))
+    assert len(ax.texts) == 8
+    r = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in ax.texts]
+    overlaps = sum(boxes[i].overlaps(boxes[j]) for i in range(8) for j in range(i + 1, 8))
+    assert overlaps == 0
+    assert len(ax.containers) == 2  # one horizontal error bar set per method
+    with pytest.raises(ValueError, match="lo"):
+        plot_recall_latency(df.drop(columns="lo"), x="ms", xerr=("lo", "hi"))
+
+
+def test_latency_plot():
+    table = pd.DataFrame({"bits": [8, 16, 128, 8, 16, 128], "backend": ["f"] * 3 + ["n"] * 3,
+                          "median": [1.0, 2.0, 3.0, 1.5, 1.5, 1.5], "low": [0.5] * 6,
+                          "high": [4.0] * 6})
+    ax = plot_latency(table)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "16", "128"]  # even categories
+    assert ax.get_xscale() == "linear" and ax.get_ylim()[0] == 0
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["f", "n"]
+    with pytest.raises(ValueError, match="backend"):
+        plot_latency(table.drop(columns="backend"))
 
 
 def test_distance_histogram_and_pr_curve():
@@ -123,3 +203,19 @@ def test_distance_histogram_and_pr_curve():
     (line,) = ax.get_lines()
     assert line.get_xdata().tolist() == [0.1, 0.5, 1.0]
     assert ax.get_xlabel() == "recall" and ax.get_ylabel() == "precision"
+
+
+def test_distance_histogram_normalized_and_long_codes():
+    d = np.array([0, 0, 1, 3, 4, 4, 4, 4])
+    rel = np.array([1, 1, 0, 1, 0, 0, 0, 0], bool)
+    ax = plot_distance_histogram(d, rel, bits=4, normalize=True)
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights[:5], [2 / 3, 0, 0, 1 / 3, 0])
+    np.testing.assert_allclose(heights[5:], [0, 1 / 5, 0, 0, 4 / 5])
+    assert ax.get_ylabel() == "share of the group's items"
+    plt.close("all")
+    d64 = np.array([0, 10, 10, 64])
+    ax = plot_distance_histogram(d64, np.array([1, 1, 0, 0], bool), bits=64)
+    rel_line, irr_line = ax.get_lines()[:2]  # steps, not 65 pairs of bars
+    assert rel_line.get_ydata()[10] == 1 and irr_line.get_ydata()[64] == 1
+    assert ax.get_yscale() == "linear"

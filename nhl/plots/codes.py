@@ -3,7 +3,13 @@
 METHOD.md section 1: the layer has one weight matrix W (L_K x d); the L_k-bit code reads the
 first L_k rows, so rows ``L_{k-1} .. L_k - 1`` (block k) are used by lengths L_k .. L_K. The
 functions here draw that layout and per-bit statistics of +-1 codes (balance, correlation,
-Hamming distances of similar and dissimilar pairs), computed with vectorised numpy.
+whether a block's bits repeat earlier ones, distinct codes, Hamming distances of similar and
+dissimilar pairs), computed with vectorised numpy.
+
+For CSQ's nested hash centres (METHOD.md section 2, :func:`nhl.losses.targets.nested_csq_centers`)
+:func:`center_design_table` and :func:`center_picture` show, without training, how many
+different class splits each prefix of the centres holds, and :func:`centers_summary` reads the
+committed ``centers`` study table (``nhl.results.get("centers")``).
 """
 
 from __future__ import annotations
@@ -29,9 +35,14 @@ __all__ = [
     "bit_balance_values",
     "bit_correlation",
     "block_colors",
+    "block_novelty",
     "blocks",
+    "center_design_table",
+    "center_picture",
+    "centers_summary",
     "code_strip",
     "correlation_matrix",
+    "distinct_codes",
     "hamming_histogram_counts",
     "hamming_histograms",
     "pair_distances",
@@ -193,7 +204,7 @@ def bit_balance(codes, bit_list: Sequence[int], ax=None):
     ax.set_xlabel("bit position")
     ax.set_ylabel("fraction of items with +1")
     ax.set_title("bit balance")
-    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     if own_figure:
         ax.figure.tight_layout()
     return ax
@@ -258,6 +269,42 @@ def prefix_summary(codes, bit_list: Sequence[int]) -> pd.DataFrame:
         rows.append({"bits": b, "mean |p(+1) - 0.5|": float(np.abs(p[:b] - 0.5).mean()),
                      "mean |corr|": float(off)})
     return pd.DataFrame(rows).set_index("bits")
+
+
+def block_novelty(codes, bit_list: Sequence[int], copy_threshold: float = 0.9) -> pd.DataFrame:
+    """Per block: do its bits say something new, or repeat bits of the earlier blocks?
+
+    For each bit of block k (the bits length L_k adds) take its largest |correlation| with any
+    bit of blocks 1..k-1. Columns: ``new bits``, ``mean max |corr| with earlier bits`` and
+    ``copies`` (how many new bits have max |corr| >= ``copy_threshold``: near repeats, or
+    negations, of an earlier bit). The first block has no earlier bits (NaN, 0 copies).
+    Index: the length ``bits`` that adds the block.
+    """
+    c, bits = _check_prefix(codes, bit_list)
+    if not 0.0 < copy_threshold <= 1.0:
+        raise ValueError(f"copy_threshold must lie in (0, 1], got {copy_threshold}")
+    corr = np.abs(correlation_matrix(c, bits[-1]))
+    rows = []
+    for (start, stop), b in zip(blocks(bits), bits):
+        if start == 0:
+            rows.append({"bits": b, "new bits": stop, "mean max |corr| with earlier bits": np.nan,
+                         "copies": 0})
+            continue
+        best = corr[start:stop, :start].max(axis=1)
+        rows.append({"bits": b, "new bits": stop - start,
+                     "mean max |corr| with earlier bits": float(best.mean()),
+                     "copies": int((best >= copy_threshold - 1e-12).sum())})
+    return pd.DataFrame(rows).set_index("bits")
+
+
+def distinct_codes(codes, bit_list: Sequence[int]) -> pd.Series:
+    """How many different codes the items use at each length (at most ``min(N, 2^L)``).
+
+    Items with the same code are at distance 0 from each other: no ranking can order them.
+    """
+    c, bits = _check_prefix(codes, bit_list)
+    out = {b: int(np.unique(np.packbits(c[:, :b] > 0, axis=1), axis=0).shape[0]) for b in bits}
+    return pd.Series(out, name="distinct codes").rename_axis("bits")
 
 
 # --------------------------------------------------------------------------- pair distances
@@ -338,12 +385,16 @@ def hamming_histograms(
     seed: int = 0,
     pairs=None,
     fig=None,
+    log: bool = False,
 ):
     """One panel per length: distribution of Hamming distances of similar vs dissimilar pairs.
 
-    Each curve is normalised to fractions of its own kind of pairs; the title gives the
-    separation AUC (:func:`separation_auc`). Returns the Figure (its ``counts`` attribute
-    holds the :func:`hamming_histogram_counts` table).
+    Each histogram is normalised to fractions of its own kind of pairs; one bar per distance,
+    d = 0 included: the x axis starts left of d = 0 so that bar is never hidden under the axis,
+    and each panel prints the share of similar / dissimilar pairs at d = 0 (identical codes).
+    The title gives the separation AUC (:func:`separation_auc`). ``log``: log-scaled counts
+    (the y label says so). Returns the Figure (its ``counts`` attribute holds the
+    :func:`hamming_histogram_counts` table).
     """
     import matplotlib.pyplot as plt
 
@@ -351,20 +402,123 @@ def hamming_histograms(
     auc = separation_auc(counts)
     bits = check_bit_list(bit_list)
     if fig is None:
-        fig = plt.figure(figsize=(2.6 * len(bits), 2.8))
+        fig = plt.figure(figsize=(2.9 * len(bits), 3.1))
     axes = np.atleast_1d(fig.subplots(1, len(bits), squeeze=False)[0])
     for ax, b in zip(axes, bits):
         g = counts[counts["bits"] == b]
+        at_zero = []
         for col, color in (("similar", SIMILAR_COLOR), ("dissimilar", DISSIMILAR_COLOR)):
             total = g[col].sum()
-            frac = g[col] / total if total else g[col] * 0.0
-            ax.stairs(frac.to_numpy(), np.arange(b + 2) - 0.5, fill=True, color=color,
-                      alpha=0.45, label=f"{col} ({int(total)} pairs)")
+            frac = (g[col] / total if total else g[col] * 0.0).to_numpy()
+            ax.bar(g["distance"].to_numpy(), frac, width=1.0, align="center", color=color,
+                   alpha=0.45, edgecolor=color, linewidth=0.6, label=f"{col} ({int(total)} pairs)")
+            at_zero.append(f"{col[:3]}. {frac[0]:.0%}")
+        ax.text(0.98, 0.97, "at d = 0:\n" + "\n".join(at_zero), transform=ax.transAxes,
+                ha="right", va="top", fontsize=7)
         ax.set_title(f"{b} bits (AUC {auc[b]:.2f})", fontsize=10)
         ax.set_xlabel("Hamming distance")
-        ax.set_xlim(-0.5, b + 0.5)
-    axes[0].set_ylabel("fraction of pairs")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_xlim(-0.5 - max(1.0, 0.04 * b), b + 0.5)
+        ax.set_xticks(np.unique(np.linspace(0, b, 5).round().astype(int)))  # 0 .. b, integers
+        if log:
+            ax.set_yscale("log")
+    axes[0].set_ylabel("fraction of pairs" + (" (log scale)" if log else ""))
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.counts = counts
     return fig
+
+
+# --------------------------------------------------------------------------- CSQ centres
+
+
+def center_design_table(
+    n_classes: int,
+    bit_list: Sequence[int],
+    designs: Sequence[str] = ("sylvester", "hadamard", "random"),
+) -> pd.DataFrame:
+    """Per centre design and prefix length: distinct class splits and minimum centre distance.
+
+    Builds :func:`nhl.losses.targets.nested_csq_centers` (no training) and reads each prefix
+    with :func:`~nhl.losses.targets.distinct_splits` (how many different ways its bits split
+    the classes in two; a bit that repeats an earlier split adds nothing about the classes) and
+    :func:`~nhl.losses.targets.min_pairwise_hamming` (the closest two classes' centres).
+    Index ``(design, bits)``.
+    """
+    from ..losses.targets import distinct_splits, min_pairwise_hamming, nested_csq_centers
+
+    n_classes = check_positive_int(n_classes, "n_classes")
+    bits = check_bit_list(bit_list)
+    if n_classes < 2:
+        raise ValueError("centre distances need at least two classes")
+    rows = []
+    for design in designs:
+        c = nested_csq_centers(n_classes, bits, design=design)
+        for b in bits:
+            rows.append({"design": design, "bits": b, "distinct splits": distinct_splits(c[:, :b]),
+                         "min centre distance": min_pairwise_hamming(c[:, :b])})
+    return pd.DataFrame(rows).set_index(["design", "bits"])
+
+
+def center_picture(
+    n_classes: int,
+    bit_list: Sequence[int],
+    designs: Sequence[str] = ("sylvester", "hadamard"),
+    class_names: Sequence[str] | None = None,
+    fig=None,
+):
+    """The nested CSQ centres of each design as a class x bit picture (dark +1, light -1).
+
+    Lines mark the prefix lengths; columns that repeat an earlier column (up to sign, the same
+    class split) are flagged by a red tick under the picture. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..losses.targets import nested_csq_centers
+
+    bits = check_bit_list(bit_list)
+    n_classes = check_positive_int(n_classes, "n_classes")
+    if fig is None:
+        fig = plt.figure(figsize=(11, 1.2 + 0.28 * n_classes * len(designs)))
+    axes = np.atleast_1d(fig.subplots(len(designs), 1, squeeze=False)[:, 0])
+    for ax, design in zip(axes, designs):
+        c = nested_csq_centers(n_classes, bits, design=design).numpy()
+        signed = c * np.where(c[:1] < 0, -1.0, 1.0)  # a column and its negation: same split
+        _, first = np.unique(signed.T, axis=0, return_index=True)
+        repeat = np.setdiff1d(np.arange(c.shape[1]), first)
+        ax.imshow(c > 0, cmap="Greys", vmin=-0.25, vmax=1.25, aspect="auto",
+                  interpolation="nearest", extent=(0, bits[-1], n_classes, 0))
+        ax.grid(False)
+        for b in bits[:-1]:
+            ax.axvline(b, color="C0", lw=1.2)
+        ax.plot(repeat + 0.5, np.full(repeat.size, n_classes + 0.35), "|", color="C3", ms=5,
+                clip_on=False, label="repeats an earlier split")
+        ax.set_ylim(n_classes + 0.7, 0)
+        ax.set_xticks([0, *bits])
+        names = class_names if class_names is not None else [str(i) for i in range(n_classes)]
+        ax.set_yticks(np.arange(n_classes) + 0.5, names, fontsize=7)
+        ax.set_title(f"design={design!r}: {c.shape[1] - repeat.size} distinct splits among "
+                     f"{c.shape[1]} bits ({repeat.size} repeats, red ticks)", fontsize=10)
+    axes[-1].set_xlabel("bit position (dark = +1, light = -1; blue lines: prefix lengths)")
+    fig.tight_layout()
+    return fig
+
+
+def centers_summary(table: pd.DataFrame, dataset: str = "fashion-mnist") -> pd.DataFrame:
+    """The ``centers`` study table of one dataset, per design and length (mean over seeds).
+
+    ``table``: ``nhl.results.get("centers")[0]`` (one row per run and length, with columns
+    ``design``, ``mAP``, ``distinct codes`` and ``nearest ties (median)``). Returns index
+    ``(design, bits)`` with those three columns and ``seeds`` (how many seeds the mean is over).
+    """
+    need = {"dataset", "design", "bits", "seed", "mAP", "distinct codes", "nearest ties (median)"}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        missing = sorted(need - set(getattr(table, "columns", ())))
+        raise ValueError(f"table must be the centers study table; missing columns {missing}")
+    t = table[table["dataset"] == dataset]
+    if t.empty:
+        raise ValueError(f"no rows for dataset {dataset!r}; have {sorted(table['dataset'].unique())}")
+    g = t.groupby(["design", "bits"], sort=True)
+    out = g[["mAP", "distinct codes", "nearest ties (median)"]].mean()
+    out["seeds"] = g["seed"].nunique()
+    return out

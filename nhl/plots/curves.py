@@ -1,13 +1,16 @@
 """Retrieval curves per code length, ablation summaries and the effect of tied distances.
 
 Figures for the evaluation notebooks (METHOD.md sections 5-6): precision-recall by Hamming radius
-for every length (:func:`pr_curves`), precision at N (:func:`precision_at_n_plot`), mAP against
+for every length (:func:`pr_curves`, or one panel per length: :func:`pr_small_multiples`),
+precision at N (:func:`precision_at_n_plot`), paired differences with confidence intervals per
+dataset and method (:func:`paired_ci_plot`), mAP against
 code length for several models (:func:`map_vs_bits`), an ablation table with error bars
 (:func:`ablation_plot`, with the numbers a reading of it should rest on:
 :func:`paired_differences`, :func:`best_per_length`, :func:`describe_ablation`), and two views of tied distances (:func:`tie_size_plot`,
 :func:`tie_plot`) with the numbers behind them (:func:`tie_group_sizes`,
 :func:`permuted_index_map`). Every function takes plain arrays/tables, draws on ``ax`` (a new
-figure when ``None``) and returns the axes.
+figure when ``None``) and returns the axes. A y axis that does not start at 0 is said so in the
+axis label (:func:`flag_truncated_y`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from ..validation import check_bit_list, check_choice, check_codes, check_positi
 __all__ = [
     "ablation_plot",
     "best_per_length",
+    "flag_truncated_y",
+    "index_order_spread",
+    "paired_ci_plot",
+    "pr_small_multiples",
     "describe_ablation",
     "paired_differences",
     "map_vs_bits",
@@ -32,6 +39,7 @@ __all__ = [
     "tie_group_sizes",
     "tie_plot",
     "tie_size_plot",
+    "training_curves",
 ]
 
 
@@ -49,6 +57,19 @@ def _bits_keys(mapping: Mapping, name: str) -> tuple[int, ...]:
     return check_bit_list(sorted(mapping), name=f"the keys of {name}")
 
 
+def _pr_pair(results: Mapping, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``results[bits]`` as two float arrays (precision, recall) of one shape."""
+    try:
+        p, r = (np.asarray(a, dtype=float).reshape(-1) for a in results[bits])
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"results[{bits}] must be a pair (precision, recall) of arrays") from err
+    if p.shape != r.shape:
+        raise ValueError(
+            f"results[{bits}]: precision {p.shape} and recall {r.shape} must have the same shape"
+        )
+    return p, r
+
+
 def _log2_bits_axis(ax, bits: Sequence[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(bits))
@@ -56,7 +77,56 @@ def _log2_bits_axis(ax, bits: Sequence[int]) -> None:
     ax.minorticks_off()
 
 
+def flag_truncated_y(ax, always: bool = False):
+    """Append "(axis starts at y0, not 0)" to the y label when the visible range of a
+    positive quantity does not include 0 (a truncated axis exaggerates differences).
+
+    Only the lower limit is checked; axes whose range includes 0 or negative values are left
+    alone. ``always``: flag even when the lower limit is 0 (never needed in practice).
+    """
+    lo, hi = ax.get_ylim()
+    if (lo > 0 and hi > lo) or always:
+        label = ax.get_ylabel()
+        note = f"(axis starts at {lo:.3g}, not 0)"
+        if note not in label:
+            ax.set_ylabel(f"{label}\n{note}" if label else note)
+    return ax
+
+
 # --------------------------------------------------------------------------- curves
+
+
+def training_curves(history: pd.DataFrame, axes=None, title: str | None = None):
+    """Training loss and validation mAP per code length over epochs, from a run's history.
+
+    ``history`` is :attr:`nhl.experiments.RunResult.history` (or ``FitResult.history``): one row
+    per epoch and length with ``loss`` and ``val_map``. The epoch chosen on the validation split
+    (one for all lengths, METHOD.md section 5) is marked. Returns the two axes.
+    """
+    import matplotlib.pyplot as plt
+
+    need = {"epoch", "bits", "loss", "val_map"}
+    if not isinstance(history, pd.DataFrame) or not need <= set(history.columns):
+        raise ValueError(f"history must be a run history with columns {sorted(need)}")
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    loss_ax, map_ax = axes
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, history["bits"].nunique()))
+    for color, (bits, h) in zip(colors, history.groupby("bits")):
+        loss_ax.plot(h["epoch"], h["loss"], "o-", ms=3, color=color, label=f"{bits} bits")
+        map_ax.plot(h["epoch"], h["val_map"], "o-", ms=3, color=color, label=f"{bits} bits")
+    if "selected" in history and history["selected"].any():
+        best = int(history.loc[history["selected"], "epoch"].iloc[0])
+        for ax in axes:
+            ax.axvline(best, color="k", ls=":", lw=1)
+        map_ax.annotate("selected epoch", (best, map_ax.get_ylim()[0]), xytext=(3, 3),
+                        textcoords="offset points", fontsize=8)
+    loss_ax.set(xlabel="epoch", ylabel="base loss (mean over steps)", title="training loss per length")
+    map_ax.set(xlabel="epoch", ylabel="validation mAP@ALL", title="validation mAP per length")
+    map_ax.legend(fontsize=8, ncol=1, loc="lower right")
+    if title:
+        loss_ax.figure.suptitle(title)
+    return axes
 
 
 def pr_curves(results: Mapping[int, tuple], ax=None, mark_radius: int | None = 2):
@@ -69,14 +139,7 @@ def pr_curves(results: Mapping[int, tuple], ax=None, mark_radius: int | None = 2
     bits_list = _bits_keys(results, "results")
     ax = _axes(ax)
     for i, bits in enumerate(bits_list):
-        try:
-            p, r = (np.asarray(a, dtype=float).reshape(-1) for a in results[bits])
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"results[{bits}] must be a pair (precision, recall) of arrays") from err
-        if p.shape != r.shape:
-            raise ValueError(
-                f"results[{bits}]: precision {p.shape} and recall {r.shape} must have the same shape"
-            )
+        p, r = _pr_pair(results, bits)
         ax.plot(r, p, color=f"C{i}", label=f"{bits} bits")
         if mark_radius is not None and mark_radius < p.size:
             ax.scatter([r[mark_radius]], [p[mark_radius]], color=f"C{i}", s=25, zorder=3)
@@ -92,11 +155,68 @@ def pr_curves(results: Mapping[int, tuple], ax=None, mark_radius: int | None = 2
     return ax
 
 
-def precision_at_n_plot(table: pd.DataFrame, ax=None):
+def pr_small_multiples(
+    results: Mapping[int, tuple],
+    mark_radius: int | None = 2,
+    axes=None,
+):
+    """Precision against recall by Hamming radius, one panel per length (small multiples).
+
+    ``results``: ``{bits: (precision, recall)}`` as returned by
+    :func:`nhl.metrics.precision_recall_by_radius` (arrays of length ``bits + 1``). Each panel
+    draws its length's L + 1 points (r = 0..L) over the full [0, 1] x [0, 1] square (no
+    truncated axis), the other lengths as thin grey lines for reference, labels radius 0 and
+    rings and labels ``mark_radius``. Returns the array of axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    bits_list = _bits_keys(results, "results")
+    curves = {}
+    for bits in bits_list:
+        curves[bits] = _pr_pair(results, bits)
+    if axes is None:
+        _, axes = plt.subplots(1, len(bits_list), figsize=(2.6 * len(bits_list), 3.2), sharey=True)
+    axes = np.atleast_1d(axes)
+    if axes.size != len(bits_list):
+        raise ValueError(f"need {len(bits_list)} axes (one per length), got {axes.size}")
+    for i, (ax, bits) in enumerate(zip(axes.ravel(), bits_list)):
+        for other, (po, ro) in curves.items():
+            if other != bits:
+                ax.plot(ro, po, color="0.8", linewidth=1, label="_other lengths")
+        p, r = curves[bits]
+        ax.plot(r, p, "o-", ms=2.5, color=f"C{i}", label=f"{bits} bits")
+        ax.annotate("r=0", (r[0], p[0]), xytext=(-6, -12), textcoords="offset points", fontsize=8,
+                    ha="right")
+        if mark_radius is not None and 0 < mark_radius < p.size:
+            k = mark_radius
+            ax.scatter([r[k]], [p[k]], s=70, facecolors="none", edgecolors="k", zorder=3,
+                       label=f"radius {k}")
+            ax.annotate(f"r={k}", (r[k], p[k]), xytext=(6, 6), textcoords="offset points", fontsize=8)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_title(f"{bits} bits (r = 0..{p.size - 1})", fontsize=10)
+    first = axes.ravel()[0]
+    first.set_ylabel("precision")
+    handles = [Line2D([], [], color="0.8", label="other lengths")]
+    if mark_radius is not None:
+        handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="k",
+                              linestyle="none", label=f"radius {mark_radius}"))
+    first.legend(handles=handles, fontsize=8, loc="lower left")
+    fig = first.figure
+    fig.suptitle("Precision-recall by Hamming radius r, one panel per code length")
+    fig.tight_layout()
+    return axes
+
+
+def precision_at_n_plot(table: pd.DataFrame, ax=None, y_from_zero: bool = False):
     """Precision@N against N, one line per length.
 
     ``table``: index = code lengths (bits), columns = cut-offs N, values = precision (e.g. rows
-    of :func:`nhl.metrics.precision_at_n`). N is drawn on a log scale.
+    of :func:`nhl.metrics.precision_at_n`). N is drawn on a log scale (the cut-offs are
+    spread over orders of magnitude). ``y_from_zero``: y axis from 0 to 1; otherwise it is
+    zoomed to the data and the y label says where it starts.
     """
     if not isinstance(table, pd.DataFrame) or table.empty:
         raise TypeError("table must be a non-empty DataFrame: index bits, columns N, values precision")
@@ -114,8 +234,10 @@ def precision_at_n_plot(table: pd.DataFrame, ax=None):
     ax.set_xlabel("N (top-N retrieved items)")
     ax.set_ylabel("precision@N")
     ax.set_title("Precision of the top N by code length")
+    if y_from_zero:
+        ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
-    return ax
+    return flag_truncated_y(ax)
 
 
 def map_vs_bits(
@@ -157,7 +279,61 @@ def map_vs_bits(
     ax.set_ylabel("mAP")
     ax.set_title("mAP by code length")
     ax.legend(fontsize=8)
-    return ax
+    return flag_truncated_y(ax)
+
+
+def paired_ci_plot(
+    table: pd.DataFrame,
+    panel: Sequence[str] = ("dataset",),
+    hue: str = "method",
+    ylabel: str = "nested - single-length mAP",
+    axes=None,
+):
+    """Paired differences with 95 % confidence intervals, one panel per group of ``panel``.
+
+    ``table``: :func:`nhl.results.paired` output (columns ``bits``, ``diff``, ``ci95`` and the
+    ``panel`` and ``hue`` columns; ``bits`` may include ``"mean"``, drawn last). Each ``hue``
+    value (e.g. method) is a dodged series of points with its interval; a line marks 0, so an
+    interval that crosses it is a difference the seeds cannot tell from none. Panels keep
+    their own y range (differences on different datasets differ in scale). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    need = {"bits", "diff", "ci95", hue, *panel}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        raise ValueError(f"table must be a DataFrame with columns {sorted(need)} (nhl.results.paired)")
+    if table.empty:
+        raise ValueError("table is empty: nothing to draw")
+    groups = list(table.groupby(list(panel), sort=False))
+    if axes is None:
+        _, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
+    axes = np.atleast_1d(axes).ravel()
+    if axes.size != len(groups):
+        raise ValueError(f"need {len(groups)} axes (one per panel), got {axes.size}")
+    hues = list(dict.fromkeys(table[hue]))
+    width = 0.6 / max(len(hues), 1)
+    for ax, (key, g) in zip(axes, groups):
+        numeric = sorted({b for b in g["bits"] if b != "mean"}, key=float)
+        order = numeric + (["mean"] if (g["bits"] == "mean").any() else [])
+        pos = {b: i for i, b in enumerate(order)}
+        for j, h in enumerate(hues):
+            s = g[g[hue] == h]
+            if s.empty:
+                continue
+            x = np.array([pos[b] for b in s["bits"]]) + (j - (len(hues) - 1) / 2) * width
+            ci = s["ci95"].to_numpy(float)
+            ax.errorbar(x, s["diff"].to_numpy(float), yerr=np.where(np.isfinite(ci), ci, 0.0),
+                        fmt="o", ms=4, capsize=3, color=f"C{j}", label=str(h))
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+        if "mean" in pos:
+            ax.axvline(pos["mean"] - 0.5, color="0.7", linewidth=0.8, linestyle=":")
+        ax.set_xticks(range(len(order)), [str(b) for b in order])
+        ax.set_xlabel("code length (bits)")
+        ax.set_ylabel(ylabel)
+        key = key if isinstance(key, tuple) else (key,)
+        ax.set_title(", ".join(str(k) for k in key), fontsize=10)
+    axes[0].legend(fontsize=8, title=hue, title_fontsize=8)
+    return axes
 
 
 def ablation_plot(
@@ -384,11 +560,49 @@ def permuted_index_map(
     return out
 
 
+def index_order_spread(
+    q_codes,
+    db_codes,
+    q_labels,
+    db_labels,
+    bit_list: Sequence[int],
+    n_perm: int = 10,
+    topk: int | None = None,
+    seed: int = 1,
+) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+    """How much the database order moves index-order mAP, per length (METHOD.md section 5).
+
+    For each length of ``bit_list`` (prefixes of the codes): the tie-aware mAP@``topk`` and the
+    index-order mAP after ``n_perm`` random shuffles of the database (:func:`permuted_index_map`,
+    the same shuffles at every length). Returns a table indexed by bits (``tie-aware``,
+    ``index order: mean``, ``index order: std``, ``index order: max - min``) and the shuffled
+    values ``{bits: array}`` for :func:`tie_plot`.
+    """
+    bits_list = check_bit_list(bit_list)
+    db = check_codes(db_codes, "db_codes")
+    if bits_list[-1] > db.shape[1]:
+        raise ValueError(f"bit_list goes up to {bits_list[-1]} bits but the codes have {db.shape[1]}")
+    q = check_codes(q_codes, "q_codes")
+    samples, rows = {}, {}
+    for b in bits_list:
+        v = permuted_index_map(q[:, :b], db[:, :b], q_labels, db_labels, n_perm=n_perm, seed=seed, topk=topk)
+        exact = mean_average_precision(q[:, :b], db[:, :b], q_labels, db_labels, topk=topk)
+        samples[b] = v
+        rows[b] = {"tie-aware": exact, "index order: mean": float(v.mean()),
+                   "index order: std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
+                   "index order: max - min": float(v.max() - v.min())}
+    table = pd.DataFrame(rows).T
+    table.index.name = "bits"
+    return table, samples
+
+
 def tie_size_plot(sizes: Mapping[int, Sequence[float]], n_database: int | None = None,
-                  ylabel: str = "items in the tie group", ax=None):
+                  ylabel: str = "items in the tie group", ax=None,
+                  title: str = "How many database items share a distance"):
     """Box plot (log scale) of tie-group sizes per length, e.g. ``tie_group_sizes(...)['nearest']``.
 
-    ``n_database`` draws the database size as a dashed line (a group cannot be larger).
+    ``n_database`` draws the database size as a dashed line (a group cannot be larger). The
+    log scale is needed: sizes range from one image to the whole database.
     """
     bits_list = _bits_keys(sizes, "sizes")
     ax = _axes(ax)
@@ -404,7 +618,7 @@ def tie_size_plot(sizes: Mapping[int, Sequence[float]], n_database: int | None =
         ax.legend(fontsize=8)
     ax.set_xlabel("code length (bits)")
     ax.set_ylabel(ylabel)
-    ax.set_title("How many database items share a distance")
+    ax.set_title(title)
     return ax
 
 
@@ -434,4 +648,4 @@ def tie_plot(samples: Mapping[int, Sequence[float]], exact: Mapping[int, float],
     ax.set_ylabel("mAP")
     ax.set_title("Tie order changes index-order mAP")
     ax.legend(fontsize=8)
-    return ax
+    return flag_truncated_y(ax)

@@ -1,13 +1,16 @@
 """Plots for the plug-and-play grid and the training-efficiency comparison.
 
 ``gain_heatmap``: methods x lengths of nested-minus-baseline mAP (METHOD.md section 6);
-``progress_plot``: validation mAP against cumulative training seconds (time to a target);
-``step_cost_bars``: milliseconds per training step of each variant (:func:`nhl.timing.time_steps`).
+``progress_plot``: validation mAP against cumulative training seconds or epochs (time to a
+target); ``step_cost_bars``: milliseconds per training step of each variant
+(:func:`nhl.timing.time_steps`); ``step_breakdown``: one batch through K single-length models
+against one nested model, split into backbone and head (:func:`nhl.timing.measure_steps` with
+``parts=True``), the picture behind the training speed-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,28 +65,41 @@ def progress_plot(
     target: float | None = None,
     ax=None,
     title: str = "Validation mAP against training time",
-    xlabel: str = "cumulative training seconds",
+    xlabel: str | None = None,
+    x: str = "seconds",
 ):
-    """One line per curve (``seconds``, ``val_map`` columns, e.g. :func:`nhl.timing.progress_curve`).
+    """One line per curve (columns ``x`` and ``val_map``, e.g. :func:`nhl.timing.progress_curve`).
 
-    ``target``: a horizontal dashed line at that mAP, and a marker where each curve first
-    reaches it.
+    ``x``: ``"seconds"`` (cumulative training seconds) or ``"epoch"`` (drawn 1-based: epochs
+    trained). ``target``: a horizontal dashed line at that mAP, and a marker where each curve
+    first reaches it. A y axis that does not start at 0 is flagged in its label.
     """
+    from .curves import flag_truncated_y
+
+    if x not in ("seconds", "epoch"):
+        raise ValueError(f"x must be 'seconds' or 'epoch', got {x!r}")
+    if xlabel is None:
+        xlabel = "cumulative training seconds" if x == "seconds" else "epochs trained"
     ax = _axes(ax, (7.0, 4.0))
     for label, curve in curves.items():
-        (line,) = ax.plot(curve["seconds"], curve["val_map"], marker="o", ms=3, label=label)
+        xs = curve[x] + (1 if x == "epoch" else 0)
+        (line,) = ax.plot(xs, curve["val_map"], marker="o", ms=3, label=label)
         if target is not None:
             hit = np.flatnonzero(curve["val_map"].to_numpy() >= target)
             if len(hit):
-                ax.plot(curve["seconds"].iloc[hit[0]], curve["val_map"].iloc[hit[0]], marker="*",
+                ax.plot(xs.iloc[hit[0]], curve["val_map"].iloc[hit[0]], marker="*",
                         ms=14, color=line.get_color(), linestyle="none")
     if target is not None:
         ax.axhline(target, color="0.3", linestyle="--", linewidth=1, label=f"target {target:.3f}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation mAP")
     ax.set_title(title)
+    if x == "epoch":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
-    return ax
+    return flag_truncated_y(ax)
 
 
 def step_cost_bars(
@@ -106,4 +122,57 @@ def step_cost_bars(
     ax.set_xlabel("variant")
     ax.set_ylabel("milliseconds per step (median)")
     ax.set_title(title)
+    return ax
+
+
+def step_breakdown(
+    table: pd.DataFrame,
+    singles: Sequence[str],
+    nested: Sequence[str],
+    ax=None,
+    title: str = "One batch through every model",
+):
+    """Horizontal stacked bars: one batch through the K single-length models vs each nested one.
+
+    ``table``: :attr:`nhl.timing.StepTimes.table` measured with ``parts=True`` (columns
+    ``variant``, ``step ms``, ``head ms``, ``rest ms``). The first bar adds the ``singles``
+    (white edges separate the models), split into *backbone + optimiser* (``rest ms``) and
+    *head* (hash layer, losses, weighting, distillation: ``head ms``); one bar per ``nested``
+    variant below, annotated with the ratio of the first bar's total to its own (the training
+    speed-up per epoch).
+    """
+    need = {"variant", "step ms", "head ms", "rest ms"}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        raise ValueError(f"table needs columns {sorted(need)}: time the steps with parts=True")
+    t = table.set_index("variant")
+    missing = [v for v in [*singles, *nested] if v not in t.index]
+    if missing or not singles or not nested:
+        raise ValueError(f"variants {missing} not in the table; measured: {list(t.index)}")
+    ax = _axes(ax, (8.0, 0.55 * (len(nested) + 1) + 1.6))
+    colors = {"rest": "tab:blue", "head": "tab:orange"}
+    rows = [f"{len(singles)} single-length models"] + [f"nested: {v}" for v in nested]
+    y = np.arange(len(rows))[::-1]
+    left = 0.0
+    for i, v in enumerate(singles):
+        for part in ("rest", "head"):
+            w = float(t.loc[v, f"{part} ms"])
+            ax.barh(y[0], w, left=left, color=colors[part], edgecolor="white", linewidth=0.8,
+                    label=("backbone + optimiser" if part == "rest" else "head (hash layer, losses)")
+                    if i == 0 else None)
+            left += w
+    total_singles = float(t.loc[list(singles), "step ms"].sum())
+    ax.annotate(f"{total_singles:.1f} ms", (total_singles, y[0]), xytext=(4, 0),
+                textcoords="offset points", va="center", fontsize=9)
+    for yy, v in zip(y[1:], nested):
+        rest, head = float(t.loc[v, "rest ms"]), float(t.loc[v, "head ms"])
+        ax.barh(yy, rest, color=colors["rest"], edgecolor="white", linewidth=0.8)
+        ax.barh(yy, head, left=rest, color=colors["head"], edgecolor="white", linewidth=0.8)
+        step = float(t.loc[v, "step ms"])
+        ax.annotate(f"{step:.1f} ms: speed-up {total_singles / step:.2f}x", (step, yy), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=9)
+    ax.set_yticks(y, rows)
+    ax.set_xlim(0, 1.35 * total_singles)
+    ax.set_xlabel("milliseconds per batch (median over repeats)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
     return ax

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..diagnostics import dominance_margins, pair_columns, project_pair
+from ..diagnostics import (
+    describe_conflict,
+    dominance_margins,
+    pair_columns,
+    pair_plane,
+    project_pair,
+)
 from ..weighting import dominance_alphas, weights_from_alphas
 
 CMAP = "RdBu"  # red = opposing gradients (negative cosine), blue = agreeing
@@ -146,10 +152,12 @@ def conflict_picture(
     return ax
 
 
-def weights_over_training(history: pd.DataFrame, rate: bool = True, ax: plt.Axes | None = None) -> plt.Axes:
-    """Mean weight per length and epoch from a run history; optionally the anti-domination rate.
+def weights_over_training(history: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
+    """Mean weight per length and epoch from a run history (one line per length).
 
-    ``history`` is :attr:`RunResult.history` (columns epoch, bits, weight, anti_domination).
+    ``history`` is :attr:`RunResult.history` (columns epoch, bits, weight). The firing rate is a
+    different quantity (a share of steps, 0..1): draw it on its own axes
+    (:func:`weights_and_firing`), not on a second y axis of this one.
     """
     missing = {"epoch", "bits", "weight"} - set(history.columns)
     if missing:
@@ -158,22 +166,135 @@ def weights_over_training(history: pd.DataFrame, rate: bool = True, ax: plt.Axes
     wide = history.pivot_table(index="epoch", columns="bits", values="weight")
     for b in wide.columns:
         ax.plot(wide.index, wide[b], marker="o", ms=3, label=f"{b} bits")
-    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="uniform (plain)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean weight $w_k$ (sum = K)")
-    ax.set_title("Dominance-aware weights over training")
-    handles, labels = ax.get_legend_handles_labels()
-    if rate and "anti_domination" in history:
-        r = history.groupby("epoch")["anti_domination"].first()
-        ax2 = ax.twinx()
-        ax2.plot(r.index, r.to_numpy(), color="k", ls=":", lw=1.5, label="anti-domination rate")
-        ax2.set_ylabel("fraction of steps with some alpha < 1")
-        ax2.set_ylim(0, 1.05)
-        ax2.grid(False)
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, fontsize=8, ncol=2)
+    ax.set_ylim(0, max(2.0, float(np.nanmax(wide.to_numpy())) * 1.1))
+    ax.set_title("Dominance-aware weights over training (epoch means)")
+    ax.legend(fontsize=8, ncol=2)
     return ax
+
+
+def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1) -> plt.Figure:
+    """Per recorded run: the weights used at each recorded step (one panel per run), then one
+    panel with the share of steps per epoch in which the dominance rule fired (METHOD.md 3).
+
+    ``recordings`` maps a name to a :class:`nhl.recording.Recording` (``.frame``, ``.config``,
+    ``.run.history``). Weight panels share one y axis starting at 0 (nothing truncated); the
+    firing panel spans 0..1. For a run that uses the rule the rate counts every training step
+    (the run history); for one that does not, the recorded steps where it *would* have fired.
+    ``smooth`` > 1 draws a centred rolling mean of the weights over that many recorded steps.
+    """
+    if not recordings:
+        raise ValueError("recordings is empty: pass {name: Recording}")
+    n = len(recordings)
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.8), constrained_layout=True)
+    top = 2.0
+    for rec in recordings.values():
+        cols = [c for c in rec.frame.columns if re.fullmatch(r"weight_\d+", str(c))]
+        if cols:
+            top = max(top, float(rec.frame[cols].to_numpy(dtype=float).max()) * 1.1)
+    for ax, (name, rec) in zip(axes[:n], recordings.items()):
+        f = rec.frame
+        K = len(rec.config.bit_list)
+        for k, b in enumerate(rec.config.bit_list):
+            y = f[f"weight_{b}"].astype(float)
+            if smooth > 1:
+                y = y.rolling(smooth, center=True, min_periods=1).mean()
+            # thinner lines for longer codes: equal weights (common) stay visible as nested lines
+            ax.plot(f["iteration"], y, lw=0.8 + 2.2 * (K - 1 - k) / max(K - 1, 1), label=f"{b} bits")
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_ylim(0, top)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("weight $w_k$ used (sum = K)")
+        uses = rec.config.weighting == "dominance"
+        ax.set_title(f"{name}\nweights per recorded step" + ("" if uses else " (uniform run)"), fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
+    ax = axes[n]
+    for k, (name, rec) in enumerate(recordings.items()):
+        if rec.config.weighting == "dominance":
+            r = rec.run.history.groupby("epoch")["anti_domination"].first()
+            label = f"{name} (all steps)"
+        else:
+            r = rec.frame.groupby("epoch")["anti_domination"].mean()
+            label = f"{name} (would fire, recorded steps)"
+        ax.plot(r.index, r.to_numpy(dtype=float), marker="o", ms=4, color=f"C{k}", label=label)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch (from 0)")
+    ax.set_ylabel("share of steps with some $\\alpha_{ij} < 1$")
+    ax.set_title("How often the dominance rule fired", fontsize=10)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def recorded_conflicts(
+    frame: pd.DataFrame, picks: Mapping[str, tuple], beta: float = 1.0, norm: str = "own"
+) -> plt.Figure:
+    """One :func:`conflict_picture` per chosen recorded conflict (e.g.
+    :func:`nhl.diagnostics.choose_conflicts`), side by side, titled with where it happened."""
+    if not picks:
+        raise ValueError("no conflict to draw: the rule never fired in this recording")
+    fig, axes = plt.subplots(1, len(picks), figsize=(7.2 * len(picks), 4.6), squeeze=False,
+                             constrained_layout=True)
+    for ax, (kind, (label, short, long)) in zip(axes[0], picks.items()):
+        d = describe_conflict(frame, label, short, long, beta=beta, norm=norm)
+        p = pair_plane(frame.loc[label], short, long)
+        conflict_picture(p[0], p[1], tau=d["tau_i"], alpha=d["alpha"], names=(f"g_{short}", f"g_{long}"), ax=ax)
+        ax.set_title(f"{kind}: {short} vs {long} bits, epoch {d['epoch']}, step {d['step']}\n"
+                     + ax.get_title(), fontsize=10)
+    return fig
+
+
+def paired_effect(eff: pd.DataFrame, what: str = "weighting - plain", value: str = "mAP") -> plt.Figure:
+    """Paired differences per length with 95 % intervals (one panel per dataset, one series per
+    method; from :func:`nhl.weighting_effect.effect`), and a last panel with the firing rates.
+
+    The difference axes are symmetric around 0 and drawn in full; a "not yet computed" figure
+    when ``eff`` is empty.
+    """
+    if eff.empty:
+        fig, ax = plt.subplots(figsize=(6, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{what}: not yet computed (no ablation rows)", ha="center", va="center")
+        return fig
+    datasets = list(dict.fromkeys(eff["dataset"]))
+    methods = list(dict.fromkeys(eff["method"]))
+    bits = sorted({b for b in eff["bits"] if b != "mean"}, key=int)
+    labels = [str(b) for b in bits] + ["mean"]
+    n = len(datasets)
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.4 * (n + 1), 3.9), constrained_layout=True)
+    span = float(np.nanmax(np.abs(eff["diff"].to_numpy(dtype=float)) + eff["ci95"].fillna(0).to_numpy(dtype=float)))
+    span = 1.1 * span if span > 0 else 0.01
+    width = 0.7 / max(len(methods), 1)
+    for ax, d in zip(axes[:n], datasets):
+        for k, m in enumerate(methods):
+            g = eff[(eff["dataset"] == d) & (eff["method"] == m)]
+            g = g.assign(key=g["bits"].astype(str)).set_index("key").reindex(labels)
+            x = np.arange(len(labels)) + (k - (len(methods) - 1) / 2) * width
+            ax.errorbar(x, g["diff"].to_numpy(dtype=float), yerr=g["ci95"].fillna(0).to_numpy(dtype=float),
+                        fmt="o", ms=4, capsize=3, color=f"C{k}", label=m)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.axvline(len(labels) - 1.5, color="0.7", lw=0.8, ls=":")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylim(-span, span)
+        ax.set_xlabel("code length (bits)")
+        ax.set_ylabel(f"{what}, {value}")
+        ax.set_title(f"{d}: paired difference, 95 % CI", fontsize=10)
+        ax.legend(fontsize=7, title="method", title_fontsize=7, loc="best")
+    ax = axes[n]
+    fire = eff.drop_duplicates(["dataset", "method"])
+    x = np.arange(n)
+    for k, m in enumerate(methods):
+        v = [fire.loc[(fire["dataset"] == d) & (fire["method"] == m), "firing"].mean() for d in datasets]
+        bars = ax.bar(x + (k - (len(methods) - 1) / 2) * width, v, width, color=f"C{k}", label=m)
+        ax.bar_label(bars, fmt="{:.0%}", fontsize=7)  # a rate of 0 is a label, not a missing bar
+    ax.set_xticks(x, datasets, rotation=15, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("share of steps where the rule fired")
+    ax.set_title(f"Firing rate ({what.split(' - ')[0]} runs)", fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
 
 
 def map_bars(maps: Mapping[str, Mapping[int, float]], ax: plt.Axes | None = None,

@@ -6,6 +6,10 @@ index (a stable sort), so a picture is reproducible and matches ``ties="index"``
 
 Frames: the query is framed :data:`QUERY_COLOR`; a retrieved image that shares a class with the
 query is framed :data:`RIGHT_COLOR` (green), any other :data:`WRONG_COLOR` (red).
+
+Numbers behind the pictures: :func:`topk_summary` (per query and length: how many of the top k
+are right, the nearest distance and how many database items tie there) and :func:`chance_map`
+(the mAP of a ranking that knows nothing, the floor every table should be read against).
 """
 
 from __future__ import annotations
@@ -25,12 +29,17 @@ __all__ = [
     "QUERY_COLOR",
     "RIGHT_COLOR",
     "WRONG_COLOR",
+    "chance_map",
     "compare_topk_by_length",
+    "first_of_classes",
     "frame",
     "hamming_top_k",
+    "nearest_ties",
     "relevant",
     "show_images",
     "show_topk",
+    "tie_summary",
+    "topk_summary",
 ]
 
 
@@ -59,6 +68,52 @@ def hamming_top_k(query_codes, db_codes, k: int = 10, bits: int | None = None):
     return HammingIndex(db[:, :bits]).search(q[:, :bits], k)
 
 
+def nearest_ties(q_codes, db_codes, bits: int, chunk_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, on the first ``bits`` bits: the nearest Hamming distance to the database and
+    how many database items sit at exactly that distance (the tie group a ranking starts with).
+
+    Returns ``(distance, tied)``, two ``(N_q,)`` integer arrays. Computed ``chunk_size`` queries
+    at a time (distances of one chunk in memory).
+    """
+    from ..metrics import hamming_distances
+
+    q = check_codes(q_codes, "q_codes")
+    db = check_codes(db_codes, "db_codes")
+    bits = check_positive_int(bits, "bits")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if bits > min(q.shape[1], db.shape[1]):
+        raise ValueError(f"bits={bits} exceeds the code length {min(q.shape[1], db.shape[1])}")
+    distance = np.empty(q.shape[0], np.int64)
+    tied = np.empty(q.shape[0], np.int64)
+    for start in range(0, q.shape[0], chunk_size):
+        d = hamming_distances(q[start:start + chunk_size, :bits], db[:, :bits])
+        low = d.min(axis=1)
+        distance[start:start + d.shape[0]] = low
+        tied[start:start + d.shape[0]] = (d == low[:, None]).sum(axis=1)
+    return distance, tied
+
+
+def tie_summary(q_codes, db_codes, bit_list: Sequence[int], k: int = 10):
+    """Per length, over all queries: how crowded the top of the Hamming ranking is.
+
+    Columns: ``median tied at nearest`` (database items at the query's nearest distance, median
+    over queries), ``share with > k tied`` (queries whose top ``k`` is a tie-break's pick among
+    more than ``k`` equally near items) and ``share nearest at d=0`` (queries with a database
+    item of the very same code). Shares are fractions in [0, 1]. Index: ``bits``.
+    """
+    import pandas as pd
+
+    bits_list = check_bit_list(bit_list)
+    k = check_positive_int(k, "k")
+    rows = []
+    for bits in bits_list:
+        distance, tied = nearest_ties(q_codes, db_codes, bits)
+        rows.append({"bits": bits, "median tied at nearest": float(np.median(tied)),
+                     f"share with > {k} tied": float((tied > k).mean()),
+                     "share nearest at d=0": float((distance == 0).mean())})
+    return pd.DataFrame(rows).set_index("bits")
+
+
 def relevant(query_labels, db_labels, indices) -> np.ndarray:
     """``(N_q, k)`` bool: does retrieved item ``indices[i, j]`` share a class with query ``i``?"""
     ql = check_labels(query_labels, "query_labels")
@@ -69,6 +124,56 @@ def relevant(query_labels, db_labels, indices) -> np.ndarray:
             f"indices must be (n_queries={ql.shape[0]}, k), got shape {tuple(idx.shape)}"
         )
     return np.einsum("qc,qkc->qk", ql.astype(np.int32), dl[idx].astype(np.int32)) > 0
+
+
+def chance_map(query_labels, db_labels, topk: int | None = None) -> float:
+    """mAP of a ranking that knows nothing: the expected AP over uniformly random orders.
+
+    This is exactly the tie-aware mAP of codes that are all equal (every database item ties).
+    For mAP@ALL (``topk=None``) a query with ``R`` relevant items among ``N`` has, with ``H_N``
+    the harmonic number, ``E[AP] = (R - 1) / (N - 1) + H_N (N - R) / (N (N - 1))``, about
+    ``R / N`` (0.1 for ten balanced classes); a query with ``R = 0`` scores 0 (METHOD.md
+    section 5). With ``topk`` the value comes from :func:`nhl.metrics.mean_average_precision`
+    on constant codes.
+    """
+    ql = check_labels(query_labels, "query_labels")
+    dl = check_labels(db_labels, "db_labels")
+    if ql.shape[1] != dl.shape[1]:
+        raise ValueError(
+            f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]}"
+        )
+    n = dl.shape[0]
+    if topk is not None:
+        from ..metrics import mean_average_precision
+
+        return mean_average_precision(np.ones((ql.shape[0], 1), np.int8), np.ones((n, 1), np.int8),
+                                      ql, dl, topk=check_positive_int(topk, "topk"))
+    patterns, counts = np.unique(dl, axis=0, return_counts=True)  # few distinct label rows
+    r = ((ql.astype(np.int64) @ patterns.T.astype(np.int64)) > 0) @ counts  # relevant per query
+    r = r.astype(np.float64)
+    if n == 1:
+        return float((r > 0).mean())
+    harmonic = np.sum(1.0 / np.arange(1, n + 1))
+    ap = (r - 1) / (n - 1) + harmonic * (n - r) / (n * (n - 1))
+    return float(np.where(r > 0, ap, 0.0).mean())
+
+
+def first_of_classes(query_labels, class_names: Sequence[str], names: Sequence[str]) -> list[int]:
+    """Position of the first query of each class in ``names`` (e.g. ``["Trouser", "Shirt"]``).
+
+    A deterministic way to pick example queries (no cherry-picking by result). Multi-hot rows
+    count for every class they hold.
+    """
+    ql = check_labels(query_labels, "query_labels")
+    out = []
+    for name in names:
+        if name not in class_names:
+            raise ValueError(f"unknown class {name!r}; classes: {', '.join(class_names)}")
+        hits = np.flatnonzero(ql[:, list(class_names).index(name)])
+        if hits.size == 0:
+            raise ValueError(f"no query of class {name!r}")
+        out.append(int(hits[0]))
+    return out
 
 
 # --------------------------------------------------------------------------- drawing
@@ -223,6 +328,54 @@ def _run_codes(run_or_codes) -> dict:
     return codes
 
 
+def topk_summary(
+    run_or_codes,
+    query_ids: Sequence[int],
+    lengths: Sequence[int] = (8, 128),
+    k: int = 10,
+    class_names: Sequence[str] | None = None,
+):
+    """Per query and length: class, right answers in the top ``k``, and the nearest tie group.
+
+    ``run_or_codes``: a :class:`~nhl.experiments.RunResult` or its ``codes`` dict;
+    ``query_ids``: positions in the query set. Columns: ``query``, ``class``, ``bits``,
+    ``right of top k``, ``nearest distance`` (Hamming distance of the closest database item) and
+    ``tied at nearest`` (how many database items sit at that distance: when it exceeds ``k``,
+    which of them are shown is decided by the tie-break, not by the model). Returns a DataFrame
+    with one row per query and length, queries in the given order.
+    """
+    import pandas as pd
+
+    codes = _run_codes(run_or_codes)
+    lengths = check_bit_list(lengths, "lengths")
+    k = check_positive_int(k, "k")
+    qids = np.asarray(query_ids, dtype=np.int64).reshape(-1)
+    if qids.size == 0:
+        raise ValueError("query_ids is empty; pick a few query positions, e.g. [0, 1, 2]")
+    n_q = codes["query"].shape[0]
+    if qids.min() < 0 or qids.max() >= n_q:
+        raise IndexError(f"query_ids must lie in [0, {n_q}), got {qids.tolist()}")
+    q_codes, q_labels = codes["query"][qids], codes["query_labels"][qids]
+    per_length = {}
+    for bits in lengths:
+        _, idx = hamming_top_k(q_codes, codes["database"], k, bits)
+        right = relevant(q_labels, codes["database_labels"], idx).sum(axis=1)
+        per_length[bits] = (right, nearest_ties(q_codes, codes["database"], bits), idx.shape[1])
+    rows = []
+    for i, qid in enumerate(qids):
+        for bits in lengths:
+            right, (distance, tied), shown = per_length[bits]
+            rows.append({
+                "query": int(qid),
+                "class": _class_text(q_labels[i], class_names),
+                "bits": bits,
+                f"right of top {shown}": int(right[i]),
+                "nearest distance": int(distance[i]),
+                "tied at nearest": int(tied[i]),
+            })
+    return pd.DataFrame(rows)
+
+
 def compare_topk_by_length(
     run_or_codes,
     splits,
@@ -230,37 +383,44 @@ def compare_topk_by_length(
     lengths: Sequence[int] = (8, 128),
     k: int = 10,
     size: float = 0.95,
+    class_names: Sequence[str] | None = None,
 ):
     """Top-``k`` retrieved images of a few queries at several code lengths, one row each.
 
     ``run_or_codes``: a :class:`~nhl.experiments.RunResult` or its ``codes`` dict (query and
     database codes in the order of ``splits.query`` / ``splits.database``); ``query_ids``:
-    positions in ``splits.query``. Rows go query by query, one per length; the label says how
-    many of the ``k`` are right, titles give each item's Hamming distance. Returns the Figure.
+    positions in ``splits.query``; ``class_names``: default ``splits.class_names``. Rows go
+    query by query, one per length; the label gives the query's class, how many of the ``k``
+    are right and how many database items tie at the nearest distance
+    (:func:`topk_summary`); titles give each item's Hamming distance. Returns the Figure.
     """
     codes = _run_codes(run_or_codes)
     lengths = check_bit_list(lengths, "lengths")
+    if class_names is None:
+        class_names = getattr(splits, "class_names", None)
+    summary = topk_summary(codes, query_ids, lengths, k, class_names)
     qids = np.asarray(query_ids, dtype=np.int64).reshape(-1)
-    if qids.size == 0:
-        raise ValueError("query_ids is empty; pick a few query positions, e.g. [0, 1, 2]")
-    n_q = codes["query"].shape[0]
-    if qids.min() < 0 or qids.max() >= n_q:
-        raise IndexError(f"query_ids must lie in [0, {n_q}), got {qids.tolist()}")
     q_codes = codes["query"][qids]
     q_labels = codes["query_labels"][qids]
     q_imgs = _as_hwc(splits.query.images_for_display(qids))
-    rows_q, rows_r, rows_ok, rows_lab, rows_tit = [], [], [], [], []
     per_length = {}
     for bits in lengths:
         dist, idx = hamming_top_k(q_codes, codes["database"], k, bits)
         per_length[bits] = (dist, idx, relevant(q_labels, codes["database_labels"], idx))
+    right_col = [c for c in summary.columns if c.startswith("right of top")][0]
+    facts = {(r["query"], r["bits"]): r for r in summary.to_dict("records")}
+    rows_q, rows_r, rows_ok, rows_lab, rows_tit = [], [], [], [], []
     for i, qid in enumerate(qids):
         for bits in lengths:
             dist, idx, ok = per_length[bits]
+            f = facts[(int(qid), bits)]
             rows_q.append(q_imgs[i])
             rows_r.append(_as_hwc(splits.database.images_for_display(idx[i])))
             rows_ok.append(ok[i])
-            rows_lab.append(f"query {int(qid)}\n{bits} bits: {int(ok[i].sum())}/{ok.shape[1]}")
+            rows_lab.append(
+                f"query {int(qid)}: {f['class']}\n{bits} bits: {f[right_col]}/{ok.shape[1]} right\n"
+                f"{f['tied at nearest']:,} tied at d={f['nearest distance']}"
+            )
             rows_tit.append([f"d={int(d)}" for d in dist[i]])
     return show_topk(
         np.stack(rows_q), np.stack(rows_r), np.stack(rows_ok), rows_lab, rows_tit, size=size

@@ -1,0 +1,103 @@
+"""Figures of the ablation notebook (nhl.plots.ablation): titled, labelled, truncation flagged."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from nhl import summaries  # noqa: E402
+from nhl.plots import ablation  # noqa: E402
+
+BITS = (8, 16, 32)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _ablation_table():
+    rows = []
+    for d in ("d1", "d2"):
+        for m in ("a", "b"):
+            for s in range(3):
+                for b in BITS:
+                    for v, e in {"plain": 0, "weighting": 0.01, "distill": -0.02, "nhl": 0.0}.items():
+                        rows.append(dict(dataset=d, method=m, variant=v, seed=s, bits=b,
+                                         mAP=0.5 + e + 0.003 * ((s + b) % 3)))
+    return pd.DataFrame(rows)
+
+
+def test_effects_plot_one_panel_per_dataset_with_cis():
+    axes = ablation.effects_plot(_ablation_table())
+    assert len(axes) == 2
+    for ax, d in zip(axes, ("d1", "d2")):
+        assert d in ax.get_title() and "95 % CI over 3 seeds" in ax.get_title()
+        assert ax.get_xlabel() == "base method" and "difference" in ax.get_ylabel()
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels == ["weighting - plain", "distill - plain", "nhl - plain"]
+    with pytest.raises(ValueError, match="columns"):
+        ablation.effects_plot(_ablation_table().drop(columns="seed"))
+    with pytest.raises(ValueError, match="variants"):
+        ablation.effects_plot(_ablation_table(), variants=("nope",))
+
+
+def _terms():
+    rows = []
+    for m, ratio in (("dhn", 1.2), ("csq", 0.05)):
+        for it in (0, 10, 20):
+            for b in (8, 16):
+                rows.append(dict(method=m, epoch=0, step=it, iteration=it, bits=b, base=1.0,
+                                 distill=ratio, ratio=ratio, cosine=0.05))
+    return pd.DataFrame(rows)
+
+
+def test_term_plot_linear_ratio_axis_from_zero_and_cosine_range():
+    ax_r, ax_c = ablation.term_plot(_terms())
+    assert ax_r.get_ylim()[0] == 0 and ax_r.get_ylim()[1] >= 1.2
+    assert ax_r.get_yscale() == "linear"
+    assert ax_c.get_ylim() == (-1, 1)
+    assert ax_r.get_title() and ax_c.get_title() and ax_r.get_xlabel() == "training step"
+    assert [t.get_text() for t in ax_r.get_legend().get_texts()] == ["dhn", "csq"]
+    assert [t.get_text() for t in ax_c.get_legend().get_texts()] == ["8 bits", "16 bits"]
+    assert len(ax_r.lines) == 2 * 2 + 1  # methods x lengths + the line at 1
+    with pytest.raises(ValueError, match="empty"):
+        ablation.term_plot(_terms().iloc[:0])
+
+
+def test_lambda_plot_panels_per_method_and_flags_truncated_axes():
+    rows = []
+    for s in range(3):
+        for lam in (0.0, 0.01, 1.0):
+            for b in BITS:
+                for m in ("dhn", "csq"):
+                    rows.append(dict(method=m, variant="custom", seed=s, bits=b, lambda_D=lam,
+                                     mAP=0.3 + 0.01 * s - (0.05 * lam if m == "dhn" else 0)))
+    stats = summaries.lambda_stats(pd.DataFrame(rows))
+    axes = ablation.lambda_plot(stats, dataset="fm100")
+    assert len(axes) == 2
+    assert [a.get_title().split(" on ")[0] for a in axes] == ["csq", "dhn"]  # lambda_stats' order
+    ax = axes[1]
+    assert "dhn on fm100" in ax.get_title() and "95 % CI over 3 seeds" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.01", "1"]
+    assert ("not 0" in ax.get_ylabel()) == (ax.get_ylim()[0] > 0)
+    assert ax.get_ylim()[0] > 0  # mAP between 0.25 and 0.33: the axis is truncated and says so
+    sd = ablation.lambda_plot(stats, error="sd")
+    assert "sd over" in sd[0].get_title()
+    with pytest.raises(ValueError, match="columns"):
+        ablation.lambda_plot(stats.drop(columns="mean"))
+    assert np.isfinite(stats["ci95"]).all()
+
+
+def test_effects_plot_keeps_zero_in_view():
+    t = _ablation_table()
+    t.loc[t["variant"] != "plain", "mAP"] += 0.05  # every difference far above 0
+    for ax in ablation.effects_plot(t):
+        lo, hi = ax.get_ylim()
+        assert lo < 0 < hi
