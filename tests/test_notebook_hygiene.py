@@ -53,3 +53,78 @@ def test_no_absolute_paths_or_machine_names(path):
             assert match is None, f"{path.name} cell {i}: absolute path {match.group(0)!r}"
             if len(host) > 3:
                 assert host not in text, f"{path.name} cell {i}: machine name {host!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# course structure: what you will learn, a summary that quotes the outputs, exercises, next link
+
+NUMBER = re.compile(r"(?<![\w.^_{])[-+\u2212]?(\d[\d,]*(?:\.\d+)?)")
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def _outputs_text(cells: list[dict]) -> str:
+    return "\n".join(_text_of(o) for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def summary_numbers(text: str) -> list[str]:
+    """The numbers a summary quotes: links, notebook references, LaTeX and inline code are not."""
+    text = re.sub(r"\[[^\]]*\]\([^)]*\)", " ", text)  # [text](target)
+    text = re.sub(r"(?i)\bnotebooks?\s+\d\d(?:\s*(?:,|and|-|\u2013)\s*\d\d)*", " ", text)
+    text = re.sub(r"\$\$.*?\$\$|\$[^$]*\$", " ", text, flags=re.S)  # math
+    text = re.sub(r"`[^`]*`", " ", text)  # code
+    text = re.sub(r"^#+ .*$", " ", text, flags=re.M)  # headings (notebook numbers)
+    return [m.group(1).rstrip(",") for m in NUMBER.finditer(text)]
+
+
+def test_summary_numbers_helper():
+    text = ("## Summary\nmAP 0.734 at 16 bits (+0.012, 69,000 items); see [05](05_x.ipynb), $2^{8}$, "
+            "`lr=3e-3`, notebooks 02 and 03.")
+    assert summary_numbers(text) == ["0.734", "16", "0.012", "69,000"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_opens_with_goals_prerequisites_and_time(path):
+    first = _source(_cells(path)[0])
+    for needed in ("What you will learn", "Prerequisites", "Time"):
+        assert needed in first, f"{path.name}: the first cell must say '{needed}'"
+    assert "quick" in first.lower(), f"{path.name}: give the time in quick mode too"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_summary_quotes_only_numbers_the_notebook_printed(path):
+    cells = _cells(path)
+    summaries = [c for c in cells if c["cell_type"] == "markdown" and _source(c).lstrip().startswith("## Summary")]
+    assert len(summaries) == 1, f"{path.name}: needs exactly one markdown cell starting with '## Summary'"
+    outputs = _outputs_text(cells)
+    missing = [n for n in summary_numbers(_source(summaries[0]))
+               if n not in outputs and n.replace(",", "") not in outputs]
+    assert not missing, f"{path.name}: the summary quotes numbers that no output shows: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_exercises_have_nbgrader_solutions_and_a_next_link(path):
+    cells = _cells(path)
+    starts = [i for i, c in enumerate(cells) if _source(c).lstrip().startswith("## Exercises")]
+    assert starts, f"{path.name}: needs a '## Exercises' section"
+    after = cells[starts[0]:]
+    solutions = [c for c in after if "BEGIN SOLUTION" in _source(c)]
+    assert solutions, f"{path.name}: exercises need worked solutions (### BEGIN SOLUTION ... ### END SOLUTION)"
+    for c in solutions:
+        src = _source(c)
+        assert src.count("BEGIN SOLUTION") == src.count("END SOLUTION"), f"{path.name}: unclosed solution region"
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        assert meta.get("solution") is True and meta.get("grade_id"), (
+            f"{path.name}: solution cells carry nbgrader metadata (solution: true, a grade_id)")
+    ids = [c["metadata"]["nbgrader"]["grade_id"] for c in cells if "nbgrader" in c.get("metadata", {})]
+    assert len(ids) == len(set(ids)), f"{path.name}: nbgrader grade_ids must be unique"
+    index = NOTEBOOKS.index(path)
+    last = _source(cells[-1])
+    if index + 1 < len(NOTEBOOKS):
+        assert NOTEBOOKS[index + 1].name in last, f"{path.name}: the last cell must link the next notebook"
