@@ -30,6 +30,55 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # --------------------------------------------------------------------------- timing
 
 
+def timings(
+    fns: Mapping[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """Median wall-clock and CPU seconds of each callable over ``repeats`` interleaved rounds
+    after ``warmup`` untimed rounds: ``{name: {"wall": s, "cpu": s, "wall_min": s}}``.
+
+    CPU time (``time.process_time``, all threads of this process) is less affected by other
+    jobs on a shared machine than wall time; for multi-threaded contenders it sums the threads.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {
+        name: {
+            "wall": statistics.median(wall[name]),
+            "cpu": statistics.median(cpu[name]),
+            "wall_min": min(wall[name]),
+        }
+        for name in fns
+    }
+
+
+def set_threads(threads: int) -> dict[str, int]:
+    """Use ``threads`` threads in torch and faiss (and numba, which nhl's kernels do not use:
+    they are single-threaded); returns what each library reports back."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    out = {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        out["numba"] = numba.get_num_threads()
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
 def median_times(
     fns: Mapping[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
 ) -> dict[str, float]:
@@ -158,6 +207,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats (median)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch and faiss threads on both sides (default 1)"
+    )
     return parser
 
 
@@ -219,3 +271,74 @@ def load_codes(args: argparse.Namespace, n_query: int = 1000, n_db: int = 69_000
     q = np.where(np.asarray(q) > 0, 1, -1).astype(np.int8)
     db = np.where(np.asarray(db) > 0, 1, -1).astype(np.int8)
     return Codes(q, db, ql.astype(np.uint8), dl.astype(np.uint8), str(path))
+
+
+def flipped_centre_codes(
+    n_query: int = 1000,
+    n_db: int = 69_000,
+    bits: int = 128,
+    n_classes: int = 10,
+    flip: float = 0.3,
+    seed: int = 0,
+) -> Codes:
+    """Codes that do not collapse: one random +-1 centre per class, every item flips each bit
+    of its centre independently with probability ``flip`` (30 %: ties are rare at 128 bits)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.choice(np.array([-1, 1], np.int8), size=(n_classes, bits))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, n_classes, n)
+        codes = centres[y].copy()
+        codes[rng.random((n, bits)) < flip] *= -1
+        return codes, np.eye(n_classes, dtype=np.uint8)[y]
+
+    q, ql = draw(n_query)
+    db, dl = draw(n_db)
+    source = f"class centres with {flip:.0%} of bits flipped ({n_classes} classes, seed {seed})"
+    return Codes(q, db, ql, dl, source)
+
+
+#: Trained runs the benchmarks use (loaded from the run cache, trained there if missing).
+TRAINED = {
+    "csq": {"method": "csq"},  # Fashion-MNIST, nested CSQ, 15 epochs (collapses: many ties)
+    "dhn": {"method": "dhn"},  # Fashion-MNIST, nested DHN, 15 epochs
+    "csq100": {"dataset": "fashion-mnist-100", "method": "csq", "epochs": 5},  # 100 classes
+}
+
+
+def trained_codes(name: str) -> Codes:
+    """Codes of a trained run of :data:`TRAINED` (``nhl.experiments.run``: cached or trained
+    once, sharing the run cache and its lock with any other job)."""
+    from nhl import experiments
+    from nhl.config import TrainConfig
+
+    config = TrainConfig(**TRAINED[name])
+    result = experiments.run(config, progress=False)
+    c = result.codes
+    source = f"trained {config.dataset} {config.method} ({name}): {result.path}"
+    ql, dl = c["query_labels"], c["database_labels"]
+    if ql.ndim == 1:
+        n_classes = int(max(ql.max(), dl.max())) + 1
+        ql, dl = np.eye(n_classes, dtype=np.uint8)[ql], np.eye(n_classes, dtype=np.uint8)[dl]
+    return Codes(c["query"], c["database"], ql.astype(np.uint8), dl.astype(np.uint8), source)
+
+
+def code_set(name: str, args: argparse.Namespace, n_query: int, n_db: int) -> Codes:
+    """``centres`` (:func:`flipped_centre_codes`), ``synthetic``, ``file`` (``--codes``) or a
+    trained run of :data:`TRAINED`."""
+    if name == "centres":
+        return flipped_centre_codes(n_query, n_db, seed=getattr(args, "seed", 0))
+    if name == "synthetic":
+        return synthetic_codes(n_query, n_db, seed=getattr(args, "seed", 0))
+    if name == "file":
+        return load_codes(args, n_query, n_db)
+    return trained_codes(name)
+
+
+def nearest_ties(codes: Codes, n: int = 200) -> float:
+    """Mean number of database items tied at the nearest distance (first ``n`` queries): how
+    much the codes collapse (counting is cheap when it is large)."""
+    from nhl.metrics import hamming_distances
+
+    d = hamming_distances(codes.query_codes[:n], codes.db_codes)
+    return float(np.mean((d == d.min(axis=1, keepdims=True)).sum(axis=1)))

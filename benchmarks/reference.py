@@ -69,3 +69,31 @@ def pr_by_radius(q_codes, db_codes, q_labels, db_labels) -> tuple[np.ndarray, np
             rec.append(row)
     recall = np.mean(rec, axis=0) if rec else np.zeros(bits + 1)
     return prec.mean(axis=0), recall
+
+
+def calc_topmap_per_query_int(
+    q_codes: np.ndarray,
+    db_codes: np.ndarray,
+    q_labels: np.ndarray,
+    db_labels: np.ndarray,
+    topk: int | None = None,
+) -> np.ndarray:
+    """The same per-query loop with integer distances (XOR + popcount on packed bytes), so that
+    the stable argsort is numpy's radix sort: the fastest plain form of the literature's loop."""
+    qb = np.packbits(np.asarray(q_codes) > 0, axis=1)
+    rb = np.packbits(np.asarray(db_codes) > 0, axis=1)
+    ql = np.asarray(q_labels, dtype=np.int64)
+    rl = np.asarray(db_labels, dtype=np.int64)
+    k = rb.shape[0] if topk is None else min(int(topk), rb.shape[0])
+    out = np.zeros(qb.shape[0])
+    for i in range(qb.shape[0]):
+        gnd = (rl @ ql[i]) > 0
+        hamm = np.bitwise_count(rb ^ qb[i]).sum(axis=1, dtype=np.int16)
+        tgnd = gnd[np.argsort(hamm, kind="stable")][:k]
+        tsum = int(np.sum(tgnd))
+        if tsum == 0:
+            continue
+        count = np.arange(1, tsum + 1)
+        tindex = np.flatnonzero(tgnd) + 1.0
+        out[i] = np.mean(count / tindex)
+    return out
