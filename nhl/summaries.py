@@ -129,8 +129,11 @@ def markdown_report(folder: str | Path | None = None) -> str:
 
     def section(title: str, name: str, body: str) -> None:
         s = stamp(name, folder)
+        date = str(s["date"])
+        date = date[:10] if date[:4].isdigit() else f"date {date}"
+        epochs = {d: e[0] if len(e) == 1 else e for d, e in s["epochs"].items() if e}
         lines.extend([f"#### {title}", "", f"`{s['command']}` (nhl {s['package_version']}, "
-                      f"{s['date'][:10]}, epochs {s['epochs']}): `results/{name}.csv`", "", body, ""])
+                      f"{date}, epochs {epochs}): `results/{name}.csv`", "", body, ""])
 
     grid = load("grid", folder)
     for dataset in sorted(grid["dataset"].unique()):
