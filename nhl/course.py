@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,15 +27,13 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Unicode
 
 from .paths import project_root
+from .tutorial import _WIDGET_STATE, _WIDGET_VIEW, _widget_refs
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_STUB = "YOUR ANSWER HERE"
 EXERCISES_HEADING = "## Exercises"
-_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-_MODEL_REF = re.compile(r"IPY_MODEL_(\w+)")
 
 
 class SolutionRegionError(ValueError):
@@ -130,14 +126,7 @@ def _drop_widget_state(nb, model_ids: set[str]) -> None:
         return
 
     def refs(roots: set[str]) -> set[str]:
-        seen, todo = set(), list(roots)
-        while todo:
-            mid = todo.pop()
-            if mid in seen or mid not in state:
-                continue
-            seen.add(mid)
-            todo += _MODEL_REF.findall(json.dumps(state[mid].get("state", {})))
-        return seen
+        return set().union(*(_widget_refs(state, mid) for mid in roots))
 
     kept_views = {out.get("data", {}).get(_WIDGET_VIEW, {}).get("model_id", "")
                   for cell in nb.cells if cell.cell_type == "code"
