@@ -110,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--runs", default=None, help="run cache folder (default: runs/ or $NHL_RUNS)")
     st.add_argument("--data", default=None, help="dataset folder (default: data/ or $NHL_DATA)")
     st.add_argument("--out", default=None, help="where to write the tables (default: results/)")
+    st.add_argument("--datasets", default=None,
+                    help="comma-separated datasets: train only their runs and replace their rows in "
+                    "the existing tables (default: every dataset of the study)")
     rep = sub.add_parser("report", help="print the committed result tables as Markdown (README)")
     rep.add_argument("--results", default=None, help="results folder (default: results/)")
     rp = sub.add_parser("runs", help="list the cached runs")
@@ -126,8 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         names = [n for n in results.STUDIES if n != "hparams"] if "all" in args.names else args.names
         command = "python -m nhl study " + " ".join(args.names)
+        datasets = None if args.datasets is None else [d.strip() for d in args.datasets.split(",") if d.strip()]
+        if datasets is not None:
+            command += f" --datasets {','.join(datasets)}"
         results.run_study(names, workers=args.workers, threads=args.threads, root=args.runs,
-                          data_root=args.data, out=args.out, command=command)
+                          data_root=args.data, out=args.out, command=command, datasets=datasets)
         for n in names:
             print(f"wrote {results.results_dir() if args.out is None else args.out}/{n}.csv")
         return 0

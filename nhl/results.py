@@ -16,9 +16,8 @@ Studies (METHOD.md section 6: the paper's claims):
 * ``grid``: the eight base losses, single-length against nested NHL at every length, one seed,
   on ``fashion-mnist`` and ``fashion-mnist-100``.
 * ``seeds``: the same comparison for three representative losses (:data:`REPRESENTATIVE`), three
-  seeds, on the grid's two datasets (:data:`SEEDS_DATASETS`; the multi-label set is in the
-  ``ablation`` only, to keep the studies near an hour); :func:`paired` gives per-seed paired differences with 95 %
-  confidence intervals.
+  seeds, on the three datasets (:data:`SEEDS_DATASETS`); :func:`paired` gives per-seed paired
+  differences with 95 % confidence intervals.
 * ``ablation``: plain / weighting / distillation / both for those losses, three seeds, three
   datasets, with how often the dominance rule fires (share of steps with any alpha < 1).
 * ``centers``: CSQ with improved nested, Sylvester-row nested, random nested and independent
@@ -31,9 +30,9 @@ Studies (METHOD.md section 6: the paper's claims):
 
 The settings: the grid trains the standard 15 epochs on Fashion-MNIST (:data:`GRID_EPOCHS`, the
 check of the per-method targets) and 5 on the 100-class set; every other study trains 5 epochs on
-every dataset (:data:`STUDY_EPOCHS`), so that ``centers``, ``seeds``, ``ablation`` and ``lambda``
-together train in about an hour on a 2-core CPU (2 workers x 1 thread). The settings are stamped
-in every table.
+every dataset (:data:`STUDY_EPOCHS`), the shortest setting in which every loss is well above
+chance. Each stamp records its study's wall time and the sum of its runs' training seconds (2
+workers x 1 thread on a 2-core CPU here); README.md sums them up.
 """
 
 from __future__ import annotations
@@ -62,13 +61,13 @@ DATASETS = ("fashion-mnist", "fashion-mnist-100", "fashion-mnist-multilabel")
 #: Datasets of the full eight-method grid.
 GRID_DATASETS = ("fashion-mnist", "fashion-mnist-100")
 #: Datasets of the ``seeds`` study (single-length against nested, three seeds).
-SEEDS_DATASETS = GRID_DATASETS
+SEEDS_DATASETS = DATASETS
 #: One centre-based and two pairwise losses, for the seed and ablation studies.
 REPRESENTATIVE = ("csq", "dhn", "lcdsh")
 SEEDS = (0, 1, 2)
 VARIANTS = ("plain", "weighting", "distill", "nhl")
 #: Epochs per dataset in the seed, ablation, centre and lambda studies (and the tutorial's full
-#: setting): 5 everywhere, so that these studies train in about an hour on a 2-core CPU.
+#: setting): 5 everywhere (what these studies cost is in their stamps and README.md).
 STUDY_EPOCHS = {"fashion-mnist": 5, "fashion-mnist-100": 5, "fashion-mnist-multilabel": 5}
 #: Epochs of the eight-method ``grid`` (the check of the per-method targets of nhl.recipes): the
 #: standard 15 on Fashion-MNIST, 5 on the 100-class set.
@@ -305,12 +304,25 @@ def run_study(
     out: str | Path | None = None,
     progress: bool = True,
     command: str | None = None,
+    datasets: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Train what the named studies need (all at once, in parallel), then write their tables."""
+    """Train what the named studies need (all at once, in parallel), then write their tables.
+
+    ``datasets``: train only the runs on these datasets and replace their rows in the existing
+    table (``results/NAME.csv``), keeping the other datasets' rows and recording both commands
+    in the stamp's ``parts`` (how a study is extended by one dataset without retraining the rest).
+    """
     from .studies import run_all
 
     names = [check_choice(n, STUDIES, "study") for n in names]
     configs = {n: STUDIES[n].configs() for n in names}
+    if datasets is not None:
+        present = sorted({c.dataset for cs in configs.values() for c in cs})
+        datasets = [check_choice(d, present, "dataset") for d in datasets]
+        configs = {n: [c for c in cs if c.dataset in datasets] for n, cs in configs.items()}
+        empty = [n for n, cs in configs.items() if not cs]
+        if empty:
+            raise ValueError(f"studies {empty} have no runs on the datasets {datasets}")
     everything = [c for n in names for c in configs[n]]
     t0 = time.perf_counter()
     runs = run_all(everything, workers=workers, threads=threads, root=root, data_root=data_root,
@@ -335,9 +347,47 @@ def run_study(
             "epochs": {d: sorted({c.epochs for c in configs[n] if c.dataset == d}) for d in DATASETS},
             "configs": [c.to_json() for c in configs[n]],  # one compact line each
         }
+        if datasets is not None:
+            table, stamp = _merge_part(n, table, stamp, datasets, out)
         write(n, table, stamp, out)
         tables[n] = table
     return tables
+
+
+_PART_KEYS = ("command", "date", "package_version", "machine", "workers", "threads per worker",
+              "wall seconds (all studies of this command)", "train seconds (sum over this study's runs)")
+
+
+def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[str],
+                out: str | Path | None) -> tuple[pd.DataFrame, dict]:
+    """The existing table of study ``name`` with the rows of ``datasets`` replaced by ``table``."""
+    folder = Path(out) if out is not None else results_dir()
+    if not (folder / f"{name}.csv").exists():
+        part = {k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)}
+        return table, new | {"parts": [part]}
+    old_table, old = load(name, folder), stamp(name, folder)
+    kept = old_table[~old_table["dataset"].isin(datasets)]
+    old_parts = old.get("parts") or [
+        {k: old.get(k) for k in _PART_KEYS}
+        | {"datasets": sorted(set(kept["dataset"]) | set(old_table["dataset"]))}
+    ]
+    parts = [p | {"datasets": [d for d in p["datasets"] if d not in datasets]} for p in old_parts]
+    parts = [p for p in parts if p["datasets"]]
+    parts.append({k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)})
+    configs = [c for c in old["configs"] if json.loads(c)["dataset"] not in datasets] + new["configs"]
+    merged = dict(new)
+    decoded = [json.loads(c) for c in configs]
+    merged.update(
+        command=" ; ".join(f"{p['command']} ({', '.join(p['datasets'])})" for p in parts),
+        parts=parts,
+        configs=configs,
+        epochs={d: sorted({c["epochs"] for c in decoded if c["dataset"] == d})
+                for d in dict.fromkeys(c["dataset"] for c in decoded)},
+    )
+    merged["train seconds (sum over this study's runs)"] = round(
+        sum(float(p.get("train seconds (sum over this study's runs)") or 0) for p in parts), 1)
+    table = pd.concat([kept, table], ignore_index=True)
+    return table, merged
 
 
 def write(name: str, table: pd.DataFrame, stamp: dict, out: str | Path | None = None) -> Path:

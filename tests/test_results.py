@@ -98,3 +98,30 @@ def test_get_prefers_the_cache_and_falls_back_to_the_committed_table(tmp_path, t
     fallback, source = results.get("tiny", root=tmp_path / "empty", data_root=dirs["data_root"])
     assert "results/tiny.csv" in source and "8 of 8 runs are not" in source
     assert np.allclose(fallback["mAP"], table["mAP"], atol=1e-6)
+
+
+def test_a_study_extended_by_one_dataset_keeps_the_other_rows_and_both_commands(tmp_path):
+    def cfg(dataset, seed):
+        return json.dumps({"dataset": dataset, "epochs": 5, "seed": seed})
+
+    def part(dataset, value):
+        return pd.DataFrame({"dataset": dataset, "seed": [0, 1], "bits": 8, "mAP": value})
+
+    first = {"study": "s", "what": "w", "command": "python -m nhl study s", "date": "2026-12-03T00:00:00+00:00",
+             "package_version": "0", "machine": {}, "workers": 2, "threads per worker": 1,
+             "wall seconds (all studies of this command)": 10.0,
+             "train seconds (sum over this study's runs)": 8.0,
+             "configs": [cfg("a", 0), cfg("a", 1), cfg("b", 0), cfg("b", 1)]}
+    results.write("s", pd.concat([part("a", 0.5), part("b", 0.1)]), first, tmp_path)
+    new = dict(first, command="python -m nhl study s --datasets b,c", date="2026-12-04T00:00:00+00:00",
+               configs=[cfg("b", 0), cfg("c", 0)])
+    new["train seconds (sum over this study's runs)"] = 3.0
+    table, stamp = results._merge_part("s", pd.concat([part("b", 0.9), part("c", 0.7)]), new, ["b", "c"],
+                                       tmp_path)
+    assert table.groupby("dataset")["mAP"].first().to_dict() == {"a": 0.5, "b": 0.9, "c": 0.7}
+    assert [p["datasets"] for p in stamp["parts"]] == [["a"], ["b", "c"]]
+    assert stamp["command"] == ("python -m nhl study s (a) ; python -m nhl study s --datasets b,c (b, c)")
+    assert [json.loads(c)["dataset"] for c in stamp["configs"]] == ["a", "a", "b", "c"]
+    assert stamp["train seconds (sum over this study's runs)"] == 11.0 and stamp["date"].startswith("2026-12-04")
+    with pytest.raises(ValueError, match="dataset"):
+        results.run_study(["seeds"], datasets=["no-such-set"], progress=False, out=tmp_path)
