@@ -500,13 +500,23 @@ def summary_table(rows: Sequence[NotebookRun]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nhl.tutorial [--quick] [--in-place] [--no-progress] [prefixes...]``."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    import argparse
+
     from nbclient.exceptions import CellExecutionError
 
+    p = argparse.ArgumentParser(
+        prog="python -m nhl.tutorial",
+        description="Execute the tutorial notebooks in order (full setting unless --quick), with "
+        "progress over notebooks and cells, and end with a table of what each did.",
+    )
+    p.add_argument("prefixes", nargs="*", help="only the notebooks whose names start with these (e.g. 00 07)")
+    p.add_argument("--quick", action="store_true", help="the quick setting (NHL_QUICK=1): small data, few epochs")
+    p.add_argument("--in-place", action="store_true",
+                   help="write the executed notebooks over notebooks/ (how the committed outputs are made)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        run_all(quick="--quick" in args, in_place="--in-place" in args,
-                progress="--no-progress" not in args,
-                only=[a for a in args if not a.startswith("--")])
+        run_all(quick=args.quick, in_place=args.in_place, progress=not args.no_progress, only=args.prefixes)
     except CellExecutionError as err:
         print(f"error: a notebook cell failed:\n{err}", file=sys.stderr)
         return 1
