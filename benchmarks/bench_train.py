@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small split and short runs")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the speed-up comparison (default 5)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the six trainings")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of the six trainings")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -62,17 +62,21 @@ def _machine(d: dict) -> str:
     load = m.get("load_average_1_5_15")
     load = ", ".join(f"{x:.1f}" for x in load) if load else "?"
     threads = d.get("threads")
-    threads = (
+    threads_text = (
         ", ".join(f"{k} {v}" for k, v in threads.items())
         if isinstance(threads, dict)
         else f"torch {m.get('torch_threads', '?')}, faiss {m.get('faiss_threads', '?')}"
     )
-    shared = " (shared with other jobs)" if load != "?" and max(
-        m.get("load_average_1_5_15") or [0]) > 0.5 * (m.get("cpu_count") or 1) else ""
+    # The load is read when the benchmark ends, so it includes the benchmark's own threads: the
+    # machine was shared when the last minute's load exceeds them by more than half a core.
+    counts = [v for v in threads.values() if isinstance(v, int)] if isinstance(d.get("threads"), dict) else []
+    own = min(max(counts or [m.get("torch_threads") or 1]), m.get("cpu_count") or 64)
+    last_minute = (m.get("load_average_1_5_15") or [0])[0]
+    shared = " (shared with other jobs)" if load != "?" and last_minute > own + 0.5 else ""
     return (
         f"Machine: {m.get('processor', '?')}, {m.get('cpu_count', '?')} cores, load average "
         f"(1/5/15 min) {load}{shared}; Python {m.get('python', '?')}, numpy {m.get('numpy', '?')}"
-        f", torch {m.get('torch', '?')}, faiss {m.get('faiss', '?')}; threads: {threads}."
+        f", torch {m.get('torch', '?')}, faiss {m.get('faiss', '?')}; threads: {threads_text}."
         + (f" Command: `{d['command'].strip()}`." if d.get("command") else "")
         + (f" Medians of {d['repeats']} interleaved repeats after {d.get('warmup', 0)} warm-up."
            if d.get("repeats") else "")
