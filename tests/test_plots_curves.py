@@ -91,6 +91,8 @@ def test_map_vs_bits_draws_the_map_columns():
     assert ax.get_xlabel() == "code length (bits)" and ax.get_ylabel().startswith("mAP\n(axis starts at")
     with pytest.raises(ValueError, match="not found"):
         map_vs_bits(table, columns=["nope"])
+    full = map_vs_bits(table, ylim=(0, 1), ax=plt.figure().gca())
+    assert full.get_ylim() == (0, 1) and full.get_ylabel() == "mAP"  # full range: no truncation note
 
 
 def test_map_vs_bits_error_bars():

@@ -245,12 +245,15 @@ def map_vs_bits(
     columns: Sequence[str] | None = None,
     errors: pd.DataFrame | None = None,
     ax=None,
+    ylim: tuple[float, float] | None = None,
 ):
     """mAP against code length (log2 axis), one line per column of ``table``.
 
     ``table``: index = bits; by default every column whose name ends in ``"mAP"`` is drawn
     (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.compare`).
     ``errors``: same index and columns, drawn as +/- error bars (e.g. the std over seeds).
+    ``ylim``: the y range (e.g. ``(0, 1)``, the full mAP range); by default matplotlib's, and a
+    range that does not include 0 is flagged in the y label.
     """
     if not isinstance(table, pd.DataFrame) or table.empty:
         raise TypeError("table must be a non-empty DataFrame indexed by bits")
@@ -279,6 +282,8 @@ def map_vs_bits(
     ax.set_ylabel("mAP")
     ax.set_title("mAP by code length")
     ax.legend(fontsize=8)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     return flag_truncated_y(ax)
 
 
