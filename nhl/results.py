@@ -368,11 +368,16 @@ def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[st
     old_table, old = load(name, folder), stamp(name, folder)
     kept = old_table[~old_table["dataset"].isin(datasets)]
     old_parts = old.get("parts") or [
-        {k: old.get(k) for k in _PART_KEYS}
-        | {"datasets": sorted(set(kept["dataset"]) | set(old_table["dataset"]))}
+        {k: old.get(k) for k in _PART_KEYS} | {"datasets": sorted(set(old_table["dataset"]))}
     ]
-    parts = [p | {"datasets": [d for d in p["datasets"] if d not in datasets]} for p in old_parts]
-    parts = [p for p in parts if p["datasets"]]
+    parts = []
+    for p in old_parts:
+        left = [d for d in p["datasets"] if d not in datasets]
+        if left and len(left) < len(p["datasets"]):  # its seconds also counted replaced runs
+            p = p | {"train seconds (sum over this study's runs)": None,
+                     "note": f"its times also covered {sorted(set(p['datasets']) - set(left))}"}
+        if left:
+            parts.append(p | {"datasets": left})
     parts.append({k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)})
     configs = [c for c in old["configs"] if json.loads(c)["dataset"] not in datasets] + new["configs"]
     merged = dict(new)
@@ -384,8 +389,9 @@ def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[st
         epochs={d: sorted({c["epochs"] for c in decoded if c["dataset"] == d})
                 for d in dict.fromkeys(c["dataset"] for c in decoded)},
     )
-    merged["train seconds (sum over this study's runs)"] = round(
-        sum(float(p.get("train seconds (sum over this study's runs)") or 0) for p in parts), 1)
+    known = [p.get("train seconds (sum over this study's runs)") for p in parts]
+    merged["train seconds (sum over this study's runs)"] = (
+        round(sum(float(x) for x in known), 1) if all(x is not None for x in known) else None)
     table = pd.concat([kept, table], ignore_index=True)
     return table, merged
 

@@ -122,6 +122,11 @@ def test_a_study_extended_by_one_dataset_keeps_the_other_rows_and_both_commands(
     assert [p["datasets"] for p in stamp["parts"]] == [["a"], ["b", "c"]]
     assert stamp["command"] == ("python -m nhl study s (a) ; python -m nhl study s --datasets b,c (b, c)")
     assert [json.loads(c)["dataset"] for c in stamp["configs"]] == ["a", "a", "b", "c"]
-    assert stamp["train seconds (sum over this study's runs)"] == 11.0 and stamp["date"].startswith("2026-12-04")
+    assert stamp["date"].startswith("2026-12-04")
+    # the first part's seconds also counted the replaced runs of b: no longer a sum for this table
+    assert stamp["parts"][0]["train seconds (sum over this study's runs)"] is None
+    assert stamp["train seconds (sum over this study's runs)"] is None
+    table, stamp = results._merge_part("s", part("c", 0.7), dict(new, configs=[cfg("c", 0)]), ["c"], tmp_path)
+    assert stamp["train seconds (sum over this study's runs)"] == 11.0  # a, b kept whole: 8 + 3
     with pytest.raises(ValueError, match="dataset"):
         results.run_study(["seeds"], datasets=["no-such-set"], progress=False, out=tmp_path)
