@@ -34,6 +34,7 @@ What each process does (METHOD.md sections 3-5, and what is exact):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -79,7 +80,17 @@ def init_from_env(device: torch.device | None = None) -> bool:
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    # Leave the group before the interpreter tears down: a Gloo group left to the exit-time
+    # destructors can abort the process ("terminate called without an active exception").
+    atexit.register(shutdown)
     return is_active()
+
+
+def shutdown() -> None:
+    """Leave the process group (``destroy_process_group``) if one is initialised; registered
+    to run at exit by :func:`init_from_env`, so a finished torchrun job exits cleanly."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_device(device: torch.device) -> torch.device:
