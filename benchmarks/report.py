@@ -69,7 +69,7 @@ def _machine(d: dict) -> str:
     )
     # The load is read when the benchmark ends, so it includes the benchmark's own threads: the
     # machine was shared when the last minute's load exceeds them by more than half a core.
-    counts = [v for v in threads.values() if isinstance(v, int)] if isinstance(d.get("threads"), dict) else []
+    counts = [v for v in threads.values() if isinstance(v, int)] if isinstance(threads, dict) else []
     own = min(max(counts or [m.get("torch_threads") or 1]), m.get("cpu_count") or 64)
     last_minute = (m.get("load_average_1_5_15") or [0])[0]
     shared = " (shared with other jobs)" if load != "?" and last_minute > own + 0.5 else ""

@@ -361,12 +361,12 @@ _PART_KEYS = ("command", "date", "package_version", "machine", "workers", "threa
 def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[str],
                 out: str | Path | None) -> tuple[pd.DataFrame, dict]:
     """The existing table of study ``name`` with the rows of ``datasets`` replaced by ``table``."""
-    folder = Path(out) if out is not None else results_dir()
-    if not (folder / f"{name}.csv").exists():
-        part = {k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)}
-        return table, new | {"parts": [part]}
-    old_table, old = load(name, folder), stamp(name, folder)
-    kept = old_table[~old_table["dataset"].isin(datasets)]
+    this_part = {k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)}
+    try:
+        old_table = load(name, out)
+    except FileNotFoundError:  # nothing to extend yet: this command made the whole table
+        return table, new | {"parts": [this_part]}
+    old = stamp(name, out)  # a table without its stamp is an error, not an empty study
     old_parts = old.get("parts") or [
         {k: old.get(k) for k in _PART_KEYS} | {"datasets": sorted(set(old_table["dataset"]))}
     ]
@@ -378,22 +378,22 @@ def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[st
                      "note": f"its times also covered {sorted(set(p['datasets']) - set(left))}"}
         if left:
             parts.append(p | {"datasets": left})
-    parts.append({k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)})
-    configs = [c for c in old["configs"] if json.loads(c)["dataset"] not in datasets] + new["configs"]
-    merged = dict(new)
+    parts.append(this_part)
+    kept_configs = [c for c in old["configs"] if json.loads(c)["dataset"] not in datasets]
+    configs = kept_configs + new["configs"]
     decoded = [json.loads(c) for c in configs]
-    merged.update(
-        command=" ; ".join(f"{p['command']} ({', '.join(p['datasets'])})" for p in parts),
-        parts=parts,
-        configs=configs,
-        epochs={d: sorted({c["epochs"] for c in decoded if c["dataset"] == d})
-                for d in dict.fromkeys(c["dataset"] for c in decoded)},
-    )
     known = [p.get("train seconds (sum over this study's runs)") for p in parts]
-    merged["train seconds (sum over this study's runs)"] = (
-        round(sum(float(x) for x in known), 1) if all(x is not None for x in known) else None)
-    table = pd.concat([kept, table], ignore_index=True)
-    return table, merged
+    merged = new | {
+        "command": " ; ".join(f"{p['command']} ({', '.join(p['datasets'])})" for p in parts),
+        "parts": parts,
+        "configs": configs,
+        "epochs": {d: sorted({c["epochs"] for c in decoded if c["dataset"] == d})
+                   for d in dict.fromkeys(c["dataset"] for c in decoded)},
+        "train seconds (sum over this study's runs)": (
+            round(sum(float(x) for x in known), 1) if all(x is not None for x in known) else None),
+    }
+    kept = old_table[~old_table["dataset"].isin(datasets)]
+    return pd.concat([kept, table], ignore_index=True), merged
 
 
 def write(name: str, table: pd.DataFrame, stamp: dict, out: str | Path | None = None) -> Path:
