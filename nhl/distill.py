@@ -6,6 +6,7 @@ structure of a longer code (the teacher), so knowledge flows from long codes to 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -67,6 +68,67 @@ def cascade_loss(
     b = outputs[0].shape[0]
     terms = (teachers - grams[:-1]).pow(2).sum(dim=(1, 2)) / (b * b)
     return [*terms.unbind(0), zero]
+
+
+def cascade_gradients(
+    h: torch.Tensor, bit_list: Sequence[int], mode: str = "adjacent", eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`cascade_loss` of the prefixes ``h[:, :L_k]`` with detached teachers, and each
+    term's gradient with respect to ``h``, in closed form (no autograd).
+
+    Returns ``(terms, dh)``: ``terms`` (K,) with the last 0, ``dh`` (K, B, L_K) with
+    ``dh[k] = d SP_k / d h`` (zero beyond column L_k; the teacher gets none). ``None`` for
+    ``mode="all_pairs"`` (use :func:`cascade_loss`). With ``A_k = H_k H_k^T``,
+    ``G_k = A_k / ||A_k||_row`` and ``E = d SP_k / d G_k = -2 (G_t - G_k) / B^2``, the row
+    normalisation gives ``d/dA_k = (E - G_k rowsum(G_k * E)) / ||A_k||_row`` and the Gram
+    ``d/dH_k = (dA + dA^T) H_k``. Prefixes are taken by zeroing the columns beyond L_k, so all
+    K lengths go through one batched matrix product.
+    """
+    got = _cascade_students(h, bit_list, mode, eps)
+    if got is None:
+        return None
+    terms, dH = got
+    B, L = h.shape
+    return torch.cat([terms, terms.new_zeros(1)]), torch.cat([dH, dH.new_zeros(1, B, L)])
+
+
+def _cascade_students(
+    h: torch.Tensor, bit_list: Sequence[int], mode: str, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`cascade_gradients` of the K - 1 students only: ``(terms (K-1,), dh (K-1, B, L_K))``."""
+    check_choice(mode, MODES, "distill_mode")
+    if h.dim() != 2:
+        raise ValueError(f"expected a (batch, bits) tensor, got shape {tuple(h.shape)}")
+    bits = tuple(int(b) for b in bit_list)
+    K, (B, L) = len(bits), h.shape
+    if not bits or bits[-1] != L:
+        raise ValueError(f"bit_list {bits} must end with h's width {L}")
+    if mode == "all_pairs":
+        return None
+    if K == 1:
+        return h.new_zeros(0), h.new_zeros(0, B, L)
+    H = h.detach().unsqueeze(0) * _prefix_mask(bits, h.device, h.dtype)  # (K, B, L): prefix k, 0-padded
+    A = torch.bmm(H, H.transpose(1, 2))
+    n = torch.linalg.vector_norm(A, dim=2, keepdim=True)
+    denom = n.clamp_min(eps)
+    G = A.div_(denom)
+    teacher = G[1:] if mode == "adjacent" else G[-1:].expand(K - 1, -1, -1)
+    Gs = G[:-1]
+    D = teacher - Gs
+    terms = D.pow(2).sum(dim=(1, 2)) / (B * B)
+    E = D.mul_(-2 / (B * B))  # d SP_k / d G_k
+    along = (Gs * E).sum(dim=2, keepdim=True)
+    if bool((n[:-1] <= eps).any()):  # rows normalised by eps: their scale is a constant
+        along = torch.where(n[:-1] > eps, along, 0.0)
+    dA = E.sub_(Gs * along).div_(denom[:-1])
+    return terms, torch.bmm(dA + dA.transpose(1, 2), H[:-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_mask(bits: tuple[int, ...], device, dtype) -> torch.Tensor:
+    """(K, 1, L_K): 1 on the first L_k columns of row k (cached; do not modify)."""
+    inside = torch.arange(bits[-1])[None, :] < torch.tensor(bits)[:, None]
+    return inside.to(device=device, dtype=dtype)[:, None, :]
 
 
 def _cascade_loop(outputs: list[torch.Tensor], mode: str, detach_teacher: bool) -> list[torch.Tensor]:

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from . import distributed
-from .distill import MODES, cascade_loss
+from .distill import MODES, _cascade_students, cascade_loss
 from .layer import NestedHashLayer
 from .losses.base import HashLoss
 from .validation import check_choice
 from .weighting import (
     NORMS,
-    alphas_from_inner_products,
+    _alphas,
     inner_products_from_outputs,
     overlap_cosines,
     overlap_inner_products,
@@ -28,6 +28,10 @@ from .weighting import (
 )
 
 WEIGHTINGS = ("dominance", "uniform")
+
+#: Use the closed-form per-length gradients of :meth:`NestedObjective.closed_form` where the
+#: losses offer them; ``False`` differentiates the losses with autograd (the reference path).
+USE_CLOSED_FORM = True
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -95,6 +99,8 @@ class NestedObjective(nn.Module):
     layer's prefix outputs ``h_k`` (:meth:`output_gradients`) and are turned into gradients for
     ``W`` as ``(dL/dh)^T z`` with detached features: only the hash layer is differentiated,
     whatever the backbone or feature width, and the backbone is backpropagated once per step.
+    For CSQ with prefix targets they come in closed form instead (:meth:`closed_form`), without
+    autograd.
     """
 
     def __init__(
@@ -134,6 +140,8 @@ class NestedObjective(nn.Module):
         self.distill = float(distill)
         self.distill_mode = check_choice(distill_mode, MODES, "distill_mode")
         self.detach_teacher = bool(detach_teacher)
+        if not (isinstance(beta, (int, float)) and beta >= 0):
+            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
         self.beta = float(beta)
         self.norm = check_choice(norm, NORMS, "norm")
         self.track_gradients = bool(track_gradients)
@@ -200,6 +208,41 @@ class NestedObjective(nn.Module):
                     out[k] = dh
         return out
 
+    def closed_form(
+        self, h: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(base (K,), sp (K,), d objective_k / dh (K, B, L_K))`` without autograd, or None.
+
+        Available when the base loss offers :meth:`nhl.losses.HashLoss.nested_gradients`
+        (CSQ with prefix targets) and the distillation has a closed form
+        (:func:`nhl.distill.cascade_gradients`, modes ``"adjacent"`` and ``"longest"`` with a
+        detached teacher). Then :meth:`forward` computes the per-length gradients from these
+        formulas instead of backpropagating through the losses: the same numbers to float
+        rounding (tested against :meth:`output_gradients`), at a fraction of the cost.
+        """
+        if not USE_CLOSED_FORM or not self._separable:
+            return None
+        first = self.losses[0]
+        cls = type(first)
+        if not isinstance(first, HashLoss) or cls.nested_gradients.__func__ is HashLoss.nested_gradients.__func__:
+            return None
+        if any(type(f) is not cls or f.bits != b for f, b in zip(self.losses, self.bit_list)):
+            return None
+        with torch.no_grad():
+            hd = h.detach()
+            got = cls.nested_gradients(list(self.losses), hd, y, idx)
+            if got is None:
+                return None
+            base, dh = got
+            sp = torch.zeros_like(base)
+            if self.distill > 0 and len(self.bit_list) > 1:
+                students = _cascade_students(hd, self.bit_list, self.distill_mode)
+                if students is None:
+                    return None
+                sp[:-1], dh_sp = students
+                dh[:-1].add_(dh_sp, alpha=self.distill)
+        return base, sp, dh
+
     def forward(
         self,
         z: torch.Tensor,
@@ -223,41 +266,54 @@ class NestedObjective(nn.Module):
         (METHOD.md section 3, step 1, needs them for the weights anyway), combined with the
         weights into ``dL/dh``, and ``total`` carries exactly that gradient into ``h`` (its
         value is the weighted objective). The loss graph is not kept, so ``total`` can be
-        backpropagated once, as usual.
+        backpropagated once, as usual. Where :meth:`closed_form` applies (CSQ with prefix
+        targets), the per-length gradients come from formulas and no loss graph is built.
         """
         h = self.layer.project(z) if h is None else h
-        outputs = self.layer.split(h)
-        K = len(outputs)
-        base = self.base_terms(outputs, y, idx)
-        if self.distill > 0 and K > 1:
-            sp = cascade_loss(outputs, mode=self.distill_mode, detach_teacher=self.detach_teacher)
-        else:
-            sp = [h.new_zeros(()) for _ in outputs]
-        self._check_finite(base, "base loss")
-        self._check_finite(sp, "distillation")
-        objectives = [b + self.distill * s for b, s in zip(base, sp)]
-        values = torch.stack([o.detach() for o in objectives])
-        if scale != 1.0:
-            objectives = [o * scale for o in objectives]
-
+        K = len(self.bit_list)
         differentiable = h.requires_grad and torch.is_grad_enabled()
         measure = self.weighting == "dominance" or self.track_gradients
-        # Only the weighting (and diagnostics) need the K per-length gradients; otherwise the
-        # weights are known up front and ``total`` is backpropagated as it is (one pass too).
-        dh = self.output_gradients(objectives, outputs, h) if differentiable and measure else None
+        closed = self.closed_form(h, y, idx) if differentiable else None
+        if closed is not None:
+            # Terms and every d objective_k / dh in closed form: no loss graph at all.
+            base, sp, dh = closed
+            values = base + self.distill * sp if self.distill > 0 else base
+            if not bool(torch.isfinite(values).all()):  # one check; then find the term
+                self._check_finite(base, "base loss")
+                self._check_finite(sp, "distillation")
+            if scale != 1.0:
+                dh = dh * scale
+        else:
+            outputs = self.layer.split(h)
+            base = self.base_terms(outputs, y, idx)
+            if self.distill > 0 and K > 1:
+                sp = cascade_loss(outputs, mode=self.distill_mode, detach_teacher=self.detach_teacher)
+            else:
+                sp = [h.new_zeros(()) for _ in outputs]
+            self._check_finite(base, "base loss")
+            self._check_finite(sp, "distillation")
+            objectives = [b + self.distill * s for b, s in zip(base, sp)]
+            values = torch.stack([o.detach() for o in objectives])
+            if scale != 1.0:
+                objectives = [o * scale for o in objectives]
+            # Only the weighting (and diagnostics) need the K per-length gradients; otherwise the
+            # weights are known up front and ``total`` is backpropagated as it is (one pass too).
+            dh = self.output_gradients(objectives, outputs, h) if differentiable and measure else None
         zd = z.detach()
         grads = None
-        synced = distributed.is_active() and dh is not None
-        if (self.track_gradients or synced) and dh is not None:
+        measured = dh if measure else None  # the per-length gradients, where they are wanted
+        synced = distributed.is_active() and measured is not None
+        if (self.track_gradients or synced) and measured is not None:
             grads = torch.einsum("kbl,bd->kld", dh, zd)  # g_k = (dL_k/dh)^T z
             if synced:  # the global batch's g_k: every process gets the same weights
                 grads = distributed.all_reduce_mean(grads)
-        alphas = None
-        if self.weighting == "dominance" and dh is not None:
+        alphas, anti = None, False
+        if self.weighting == "dominance" and measured is not None:
             # c_ij = <g_i, g_j> on the overlap rows, from dh and z (the g_k are not needed)
             c = overlap_inner_products(grads, self.bit_list) if grads is not None else inner_products_from_outputs(dh, zd, None if self._separable else self.bit_list)
-            alphas = alphas_from_inner_products(c, self.bit_list, beta=self.beta, norm=self.norm)
+            alphas = _alphas(c, self.beta, self.norm)  # lengths, beta and norm checked in __init__
             weights = weights_from_alphas(alphas)
+            anti = bool((alphas < 1).any())
         elif self.weighting == "fixed":
             weights = self.fixed_weights.to(h.device, h.dtype)
         else:
@@ -267,25 +323,32 @@ class NestedObjective(nn.Module):
         if dh is None:
             total = torch.stack(objectives).mul(weights).sum() if differentiable else value
         else:
-            grad_h = torch.einsum("k,kbl->bl", weights, dh)  # sum_k w_k dL_k/dh
+            grad_h = (weights @ dh.flatten(1)).view_as(h)  # sum_k w_k dL_k/dh
             surrogate = (h * grad_h).sum()  # d surrogate / dh = grad_h
             total = value + (surrogate - surrogate.detach())
         return ObjectiveOutput(
             total=total,
-            losses=torch.stack(base).detach(),
-            distill=torch.stack(sp).detach(),
+            losses=_stacked(base),
+            distill=_stacked(sp),
             weights=weights,
             alphas=alphas,
-            anti_domination=bool(alphas is not None and (alphas < 1).any()),
+            anti_domination=anti,
             grads=grads if self.track_gradients else None,
             bit_list=self.bit_list,
-            _dh=dh,
+            _dh=measured,
             _z=zd,
         )
 
-    def _check_finite(self, terms: Sequence[torch.Tensor], name: str) -> None:
-        values = torch.stack([t.detach() for t in terms])
+    def _check_finite(self, terms: Sequence[torch.Tensor] | torch.Tensor, name: str) -> None:
+        values = _stacked(terms)
         bad = ~torch.isfinite(values)
         if bad.any():
             k = int(bad.nonzero()[0])
             raise NonFiniteLossError(self.bit_list[k], name, float(values[k]))
+
+
+def _stacked(terms: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """(K,) detached values of per-length terms given as a list of scalars or a tensor."""
+    if isinstance(terms, torch.Tensor):
+        return terms.detach()
+    return torch.stack([t.detach() for t in terms])

@@ -105,19 +105,33 @@ def alphas_from_inner_products(
     K = len(bits)
     if c.shape != (K, K):
         raise ValueError(f"c must be {K} x {K} for bit_list {bits}, got {tuple(c.shape)}")
-    alphas = torch.ones(K, K, dtype=c.dtype, device=c.device)
+    return _alphas(c, beta, norm)
+
+
+def _alphas(c: torch.Tensor, beta: float, norm: str) -> torch.Tensor:
+    """:func:`alphas_from_inner_products` without the input checks (the training step's hot
+    path: :class:`nhl.NestedObjective` checked its lengths, beta and norm once)."""
+    K = c.shape[0]
     if K == 1:
-        return alphas
+        return torch.ones(K, K, dtype=c.dtype, device=c.device)
     own_sq = torch.diagonal(c)  # ||g_i||^2 over its own rows
     ref_sq = own_sq if norm == "own" else own_sq[:1].expand(K)
-    tau = beta * ref_sq / (K - 1)
-    upper = torch.triu(torch.ones(K, K, dtype=torch.bool, device=c.device), diagonal=1)
-    conflict = upper & (c < 0) & (-c > tau[:, None])
-    alphas = torch.where(conflict, tau[:, None] / (-c).clamp_min(torch.finfo(c.dtype).tiny), alphas)
-    adjacent = torch.cat([torch.diagonal(alphas, offset=1), alphas.new_ones(1)])  # alpha_{i,i+1}
-    far = torch.triu(torch.ones_like(upper), diagonal=2)
-    alphas = torch.where(far, torch.minimum(alphas, adjacent[:, None]), alphas)
-    return alphas
+    tau = (beta / (K - 1)) * ref_sq
+    upper, far, next_col = _triangles(K, c.device)
+    neg = c.neg()
+    conflict = upper & (neg > tau[:, None].clamp_min(0))  # -c_ij > tau_i >= 0, so c_ij < 0
+    alphas = torch.where(conflict, tau[:, None] / neg.clamp_min(torch.finfo(c.dtype).tiny), 1.0)
+    adjacent = alphas.gather(1, next_col)  # alpha_{i,i+1}; the last row reads its diagonal, 1
+    return torch.where(far, torch.minimum(alphas, adjacent), alphas)
+
+
+@functools.lru_cache(maxsize=16)
+def _triangles(K: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boolean (K, K) masks above the diagonal and above the first off-diagonal, and the
+    (K, 1) column index ``min(i + 1, K - 1)`` of each row's right neighbour (cached)."""
+    ones = torch.ones(K, K, dtype=torch.bool, device=device)
+    next_col = torch.arange(1, K + 1, device=device).clamp_max(K - 1)[:, None]
+    return torch.triu(ones, diagonal=1), torch.triu(ones, diagonal=2), next_col
 
 
 def inner_products_from_outputs(
@@ -142,9 +156,8 @@ def inner_products_from_outputs(
 def weights_from_alphas(alphas: torch.Tensor) -> torch.Tensor:
     """Steps 6: ``w_1 = 1``, ``w_n = prod_{j<n} alpha_{j,n}``, normalised so ``sum w = K``."""
     K = alphas.shape[0]
-    strict_upper = torch.triu(torch.ones_like(alphas, dtype=torch.bool), diagonal=1)
-    raw = torch.where(strict_upper, alphas, torch.ones_like(alphas)).prod(dim=0)
-    return K * raw / raw.sum()
+    raw = torch.where(_triangles(K, alphas.device)[0], alphas, 1.0).prod(dim=0)
+    return raw * (K / raw.sum())
 
 
 def dominance_aware_weights(

@@ -250,6 +250,21 @@ class HashLoss(nn.Module):
         """
         return None
 
+    @classmethod
+    def nested_gradients(
+        cls, losses: Sequence[HashLoss], h: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """All K losses of a nested layer and their gradients in closed form, or ``None``.
+
+        ``losses[k]`` (all of this class) reads the prefix ``h[:, :L_k]`` of the longest output
+        ``h`` (B x L_K). Returns ``(terms, dh)``: ``terms`` (K,) equals :meth:`nested_terms`
+        and ``dh`` (K, B, L_K) holds ``d terms[k] / d h`` (zero beyond column L_k), computed
+        without autograd, so a nested step never traverses a loss graph
+        (:class:`nhl.NestedObjective`). ``None`` (the default) means autograd differentiates
+        the losses; a subclass that offers it is tested against autograd.
+        """
+        return None
+
     def extra_repr(self) -> str:
         hyper = ", ".join(
             f"{k}={v}"
@@ -259,6 +274,16 @@ class HashLoss(nn.Module):
         return f"bits={self.bits}, n_classes={self.n_classes}, n_train={self.n_train}" + (
             f", {hyper}" if hyper else ""
         )
+
+
+@functools.lru_cache(maxsize=64)
+def prefix_means(bits: tuple[int, ...], batch: int, device, dtype) -> torch.Tensor:
+    """(K, L_K) matrix whose row k averages an elementwise term over ``h[:, :L_k]``:
+    ``(term.sum(0) @ W.T)[k]`` is length k's mean, and ``W[k]`` broadcast over the batch is
+    the gradient of that mean with respect to the term (cached; do not modify)."""
+    lens = torch.tensor(bits, dtype=torch.float64)
+    inside = torch.arange(bits[-1])[None, :] < lens[:, None].long()
+    return (inside / (batch * lens[:, None])).to(device=device, dtype=dtype)
 
 
 def concat_prefixes(outputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
