@@ -323,7 +323,7 @@ class NestedObjective(nn.Module):
         if dh is None:
             total = torch.stack(objectives).mul(weights).sum() if differentiable else value
         else:
-            grad_h = (weights @ dh.flatten(1)).view_as(h)  # sum_k w_k dL_k/dh
+            grad_h = torch.einsum("k,kbl->bl", weights, dh)  # sum_k w_k dL_k/dh
             surrogate = (h * grad_h).sum()  # d surrogate / dh = grad_h
             total = value + (surrogate - surrogate.detach())
         return ObjectiveOutput(

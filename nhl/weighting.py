@@ -116,7 +116,7 @@ def _alphas(c: torch.Tensor, beta: float, norm: str) -> torch.Tensor:
         return torch.ones(K, K, dtype=c.dtype, device=c.device)
     own_sq = torch.diagonal(c)  # ||g_i||^2 over its own rows
     ref_sq = own_sq if norm == "own" else own_sq[:1].expand(K)
-    tau = (beta / (K - 1)) * ref_sq
+    tau = beta * ref_sq / (K - 1)
     upper, far, next_col = _triangles(K, c.device)
     neg = c.neg()
     conflict = upper & (neg > tau[:, None].clamp_min(0))  # -c_ij > tau_i >= 0, so c_ij < 0
@@ -157,7 +157,7 @@ def weights_from_alphas(alphas: torch.Tensor) -> torch.Tensor:
     """Steps 6: ``w_1 = 1``, ``w_n = prod_{j<n} alpha_{j,n}``, normalised so ``sum w = K``."""
     K = alphas.shape[0]
     raw = torch.where(_triangles(K, alphas.device)[0], alphas, 1.0).prod(dim=0)
-    return raw * (K / raw.sum())
+    return K * raw / raw.sum()
 
 
 def dominance_aware_weights(
