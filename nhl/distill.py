@@ -100,9 +100,17 @@ def _cascade_students(
     if h.dim() != 2:
         raise ValueError(f"expected a (batch, bits) tensor, got shape {tuple(h.shape)}")
     bits = tuple(int(b) for b in bit_list)
-    K, (B, L) = len(bits), h.shape
+    L = h.shape[1]
     if not bits or bits[-1] != L:
         raise ValueError(f"bit_list {bits} must end with h's width {L}")
+    return _students(h, bits, mode, eps)
+
+
+def _students(
+    h: torch.Tensor, bits: tuple[int, ...], mode: str, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`_cascade_students` without the input checks (the objective checked them once)."""
+    K, (B, L) = len(bits), h.shape
     if mode == "all_pairs":
         return None
     if K == 1:

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from . import distributed
-from .distill import MODES, _cascade_students, cascade_loss
+from .distill import MODES, _students, cascade_loss
 from .layer import NestedHashLayer
 from .losses.base import HashLoss
 from .validation import check_choice
 from .weighting import (
     NORMS,
-    _alphas,
+    _alphas_fired,
     inner_products_from_outputs,
     overlap_cosines,
     overlap_inner_products,
@@ -236,7 +236,7 @@ class NestedObjective(nn.Module):
             base, dh = got
             sp = torch.zeros_like(base)
             if self.distill > 0 and len(self.bit_list) > 1:
-                students = _cascade_students(hd, self.bit_list, self.distill_mode)
+                students = _students(hd, self.bit_list, self.distill_mode)  # checked in __init__
                 if students is None:
                     return None
                 sp[:-1], dh_sp = students
@@ -311,9 +311,9 @@ class NestedObjective(nn.Module):
         if self.weighting == "dominance" and measured is not None:
             # c_ij = <g_i, g_j> on the overlap rows, from dh and z (the g_k are not needed)
             c = overlap_inner_products(grads, self.bit_list) if grads is not None else inner_products_from_outputs(dh, zd, None if self._separable else self.bit_list)
-            alphas = _alphas(c, self.beta, self.norm)  # lengths, beta and norm checked in __init__
-            weights = weights_from_alphas(alphas)
-            anti = bool((alphas < 1).any())
+            # lengths, beta and norm were checked in __init__; alphas all 1 (weights 1) unless it fired
+            alphas, anti = _alphas_fired(c, self.beta, self.norm)
+            weights = weights_from_alphas(alphas) if anti else h.new_ones(K)
         elif self.weighting == "fixed":
             weights = self.fixed_weights.to(h.device, h.dtype)
         else:

@@ -111,18 +111,26 @@ def alphas_from_inner_products(
 def _alphas(c: torch.Tensor, beta: float, norm: str) -> torch.Tensor:
     """:func:`alphas_from_inner_products` without the input checks (the training step's hot
     path: :class:`nhl.NestedObjective` checked its lengths, beta and norm once)."""
+    return _alphas_fired(c, beta, norm)[0]
+
+
+def _alphas_fired(c: torch.Tensor, beta: float, norm: str) -> tuple[torch.Tensor, bool]:
+    """:func:`_alphas` and whether the rule rescaled anything (some ``alpha_ij < 1``). When
+    nothing conflicts every alpha is exactly 1, so the scaling steps are skipped."""
     K = c.shape[0]
     if K == 1:
-        return torch.ones(K, K, dtype=c.dtype, device=c.device)
+        return torch.ones(K, K, dtype=c.dtype, device=c.device), False
     own_sq = torch.diagonal(c)  # ||g_i||^2 over its own rows
     ref_sq = own_sq if norm == "own" else own_sq[:1].expand(K)
     tau = beta * ref_sq / (K - 1)
     upper, far, next_col = _triangles(K, c.device)
     neg = c.neg()
     conflict = upper & (neg > tau[:, None].clamp_min(0))  # -c_ij > tau_i >= 0, so c_ij < 0
+    if not bool(conflict.any()):
+        return torch.ones(K, K, dtype=c.dtype, device=c.device), False
     alphas = torch.where(conflict, tau[:, None] / neg.clamp_min(torch.finfo(c.dtype).tiny), 1.0)
     adjacent = alphas.gather(1, next_col)  # alpha_{i,i+1}; the last row reads its diagonal, 1
-    return torch.where(far, torch.minimum(alphas, adjacent), alphas)
+    return torch.where(far, torch.minimum(alphas, adjacent), alphas), True
 
 
 @functools.lru_cache(maxsize=16)
