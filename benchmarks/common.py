@@ -61,8 +61,8 @@ def timings(
 
 
 def set_threads(threads: int) -> dict[str, int]:
-    """Use ``threads`` threads in torch and faiss (and numba, which nhl's kernels do not use:
-    they are single-threaded); returns what each library reports back."""
+    """Use ``threads`` threads in torch, faiss and numba (nhl's compiled search and funnel
+    spread their queries over numba's threads); returns what each library reports back."""
     import faiss
     import torch
 

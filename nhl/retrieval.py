@@ -27,6 +27,7 @@ from .validation import check_bit_list, check_choice, check_codes, check_positiv
 
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "numpy")
 _CHUNK_ELEMENTS = 1 << 17  # distances per block of queries (XOR buffers stay in cache)
+_ROWS_PER_THREAD = 64  # a compiled search spreads its queries over threads in blocks of this many or more
 _STEPS_BEFORE_HISTOGRAM = 12  # k-th distance search: unit steps up from the minimum
 _FUNNEL_CHUNK = 256  # at most this many queries per block in funnel_search
 _FUNNEL_ELEMENTS = 1 << 21  # and at most this many first-stage candidates per block
@@ -75,6 +76,32 @@ def _faiss():
 # --------------------------------------------------------------------------- exact index
 
 
+def search_threads(n_queries: int) -> int:
+    """Threads a compiled search over ``n_queries`` queries runs on: numba's thread count (all
+    cores unless ``numba.set_num_threads`` or ``NUMBA_NUM_THREADS`` says fewer), at most one
+    per 64 queries; 1 without numba."""
+    if not _kernels.AVAILABLE:
+        return 1
+    import numba
+
+    return max(1, min(numba.get_num_threads(), n_queries // _ROWS_PER_THREAD))
+
+
+def _in_row_blocks(n_rows: int, call) -> None:
+    """``call(a, b)`` for consecutive blocks of query rows, one block per thread of
+    :func:`search_threads` (the compiled kernels release the GIL, so the blocks run in
+    parallel; each writes only its own rows of the outputs)."""
+    threads = search_threads(n_rows)
+    if threads == 1:
+        call(0, n_rows)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, n_rows, threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(call, bounds[:-1], bounds[1:]))  # list(): re-raises a block's error
+
+
 class HammingIndex:
     """Exact Hamming k-NN and range search over binary codes.
 
@@ -83,9 +110,10 @@ class HammingIndex:
         backend: ``"faiss"`` (``faiss.IndexBinaryFlat``, needs L % 8 == 0), ``"numpy"``
             (popcount on machine words: compiled counting passes of :mod:`nhl._kernels` when
             numba is installed, plain numpy otherwise) or ``"auto"``: the fastest present, i.e.
-            ``"numpy"`` with numba (as fast as faiss on one thread, single-threaded, and not
-            slowed down by a loaded machine as faiss's OpenMP threads are), else faiss when
-            importable and L % 8 == 0, else numpy.
+            ``"numpy"`` with numba (as fast as faiss thread for thread, and on numba's threads,
+            :func:`search_threads`, in blocks of queries that a loaded machine does not stall as
+            it stalls faiss's OpenMP threads), else faiss when importable and L % 8 == 0, else
+            numpy.
 
     Attributes: ``ntotal`` (N), ``bits`` (L), ``backend`` (the one in use), ``packed`` (the
     codes as ``uint8`` bytes, see :func:`pack_codes`). Results are the same for both backends:
@@ -173,7 +201,7 @@ class HammingIndex:
         out_i = np.empty((q.shape[0], k), np.int64)
         q_words = _pack_words(q, self.bits)
         if _use_kernels(self.bits):
-            _kernels.knn_rows(q_words, self._words, k, self.bits + 1, out_d, out_i)
+            _knn_in_threads(q_words, self._words, k, self.bits + 1, out_d, out_i)
             return out_d, out_i
         step = max(1, _CHUNK_ELEMENTS // self.ntotal)
         for start in range(0, q.shape[0], step):
@@ -343,8 +371,9 @@ def funnel_search(
             within ``radius`` of the query's ``stages[0]``-bit prefix, for two stages
             ``(b, index.bits)`` with ``b`` a multiple of 8 (at most 64). This first stage is
             faiss's ``IndexBinaryHash(index.bits, b)`` with ``nflip = radius`` (faiss's
-            bucket index is this very funnel, and faster at it on the benchmark's 2M-item
-            database: benchmarks/README.md); the answer is re-sorted by (distance, database
+            bucket index is this very funnel; on the benchmark's 2M-item database it and the
+            shortlist funnel are within a few per cent of each other at equal recall:
+            benchmarks/README.md); the answer is re-sorted by (distance, database
             index), with id -1 (distance ``index.bits + 1``) where the ball holds fewer than
             ``k`` items.
 
@@ -442,12 +471,18 @@ def _funnel_by_faiss_hash(index, q, k, stages, radius, shortlist):
     return dist.astype(np.int32), idx.astype(np.int64)
 
 
+def _knn_in_threads(q_words, db_words, k, n_bins, out_d, out_i) -> None:
+    """:func:`nhl._kernels.knn_rows` over blocks of queries in :func:`search_threads` threads."""
+    _in_row_blocks(out_d.shape[0], lambda a, b: _kernels.knn_rows(
+        np.ascontiguousarray(q_words[:, a:b]), db_words, k, n_bins, out_d[a:b], out_i[a:b]))
+
+
 def _exact_prefix_search(index, q_packed, bits, k, out_d, out_i):
     """Exact k-NN on the first ``bits`` bits, sorted by (distance, database index)."""
     db = _prefix_words(index, bits)
     qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
     if _use_kernels(bits):
-        _kernels.knn_rows(qw, db, k, bits + 1, out_d, out_i)
+        _knn_in_threads(qw, db, k, bits + 1, out_d, out_i)
         return out_d, out_i
     step = max(1, _CHUNK_ELEMENTS // index.ntotal)
     for start in range(0, q_packed.shape[0], step):
@@ -501,13 +536,16 @@ def _funnel_ball(index, q_packed, stages, sizes, out_d, out_i) -> None:
     sorted_values = table._sorted_values if table._sorted_values is not None else empty
     sorted_buckets = table._bucket_of_sorted if table._bucket_of_sorted is not None else empty
     qw = np.ascontiguousarray(_words_from_packed(q_packed, index.bits).T)
-    _kernels.funnel_ball_rows(
-        _prefix_values(q_packed, bits), direct, sorted_values, sorted_buckets, masks, ends,
-        n_radii, bits, table.values, qw, _sorted_words(index, table, bits), table.items,
-        table.starts, table.sizes, np.stack([_prefix_mask(index.bits, b) for b in stages[1:]]),
-        np.asarray([b + 1 for b in stages], np.int64), np.asarray(sizes, np.int64),
-        index.ntotal, out_d, out_i,
-    )
+    qv = _prefix_values(q_packed, bits)
+    words = _sorted_words(index, table, bits)
+    stage_masks = np.stack([_prefix_mask(index.bits, b) for b in stages[1:]])
+    bins = np.asarray([b + 1 for b in stages], np.int64)
+    sizes = np.asarray(sizes, np.int64)
+    _in_row_blocks(out_d.shape[0], lambda a, b: _kernels.funnel_ball_rows(
+        np.ascontiguousarray(qv[a:b]), direct, sorted_values, sorted_buckets, masks, ends,
+        n_radii, bits, table.values, np.ascontiguousarray(qw[:, a:b]), words, table.items,
+        table.starts, table.sizes, stage_masks, bins, sizes, index.ntotal, out_d[a:b], out_i[a:b],
+    ))
 
 
 def _sorted_words(index, table, bits) -> np.ndarray:

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nhl import _kernels
 from nhl.metrics import hamming_distances
 from nhl.retrieval import (
     BACKENDS,
@@ -15,6 +16,7 @@ from nhl.retrieval import (
     default_shortlist,
     funnel_search,
     pack_codes,
+    search_threads,
     tie_aware_recall,
     unpack_codes,
 )
@@ -314,3 +316,29 @@ def test_tie_aware_recall_errors():
         tie_aware_recall(np.zeros((1, 2)), [[3, 1]])
     with pytest.raises(ValueError, match="at least 1"):
         tie_aware_recall(np.zeros((2, 0)), np.zeros((2, 0)))
+
+
+@pytest.mark.skipif(not _kernels.AVAILABLE, reason="needs numba")
+def test_search_in_threads_equals_one_thread():
+    """The compiled search and funnel spread blocks of queries over numba's threads; each
+    block writes only its own rows, so the answer equals the one-thread answer exactly."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    centres = np.where(rng.random((6, 64)) < 0.5, 1, -1)
+    db = centres[rng.integers(0, 6, 3000)] * np.where(rng.random((3000, 64)) < 0.2, -1, 1)
+    q = db[rng.integers(0, 3000, 300)] * np.where(rng.random((300, 64)) < 0.1, -1, 1)
+    index = HammingIndex(db, backend="numpy")
+    old = numba.get_num_threads()
+    out = {}
+    try:
+        for t in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(t)
+            assert search_threads(len(q)) == min(t, len(q) // 64)
+            out[t] = (*index.search(q, 10), *funnel_search(index, q, 10, (16, 64), (200,)),
+                      *funnel_search(index, q, 10, (16,)))
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(out[1], out[max(out)]):
+        np.testing.assert_array_equal(a, b)
+    assert search_threads(10) == 1  # few queries: one thread
