@@ -7,6 +7,7 @@ losses, weights, whether the dominance rule rescaled anything, gradient cosines 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -170,6 +171,7 @@ class NestedObjective(nn.Module):
         first = type(self.losses[0])
         if (
             isinstance(self.losses[0], HashLoss)
+            and _offers(first, "nested_terms")
             and all(type(f) is first and f.bits == u.shape[1] for f, u in zip(self.losses, outputs))
         ):
             terms = first.nested_terms(list(self.losses), outputs, y, idx)
@@ -224,7 +226,7 @@ class NestedObjective(nn.Module):
             return None
         first = self.losses[0]
         cls = type(first)
-        if not isinstance(first, HashLoss) or cls.nested_gradients.__func__ is HashLoss.nested_gradients.__func__:
+        if not isinstance(first, HashLoss) or not _offers(cls, "nested_gradients"):
             return None
         if any(type(f) is not cls or f.bits != b for f, b in zip(self.losses, self.bit_list)):
             return None
@@ -345,6 +347,18 @@ class NestedObjective(nn.Module):
         if bad.any():
             k = int(bad.nonzero()[0])
             raise NonFiniteLossError(self.bit_list[k], name, float(values[k]))
+
+
+@functools.lru_cache(maxsize=64)
+def _offers(cls: type, name: str) -> bool:
+    """Whether ``cls`` has its own batched ``name`` (``nested_terms``, ``nested_gradients``)
+    written for the ``loss`` it computes: not when a subclass overrides ``loss`` and inherits
+    the batched method, which would then compute its parent's loss."""
+    owner = next(c for c in cls.__mro__ if name in c.__dict__)
+    if owner is HashLoss:
+        return False
+    loss_owner = next(c for c in cls.__mro__ if "loss" in c.__dict__)
+    return issubclass(owner, loss_owner)
 
 
 def _stacked(terms: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:

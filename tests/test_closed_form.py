@@ -204,3 +204,24 @@ def test_falls_back_to_autograd_where_no_formula_applies(change):
             assert obj.layer.weight.grad is not None
     finally:
         objective_mod.USE_CLOSED_FORM = old
+
+
+def test_a_subclass_that_changes_the_loss_is_not_given_its_parents_formulas():
+    """A CSQ subclass with its own ``loss`` inherits ``nested_terms``/``nested_gradients``
+    written for CSQ's loss; the objective must compute the subclass's loss instead."""
+
+    class Doubled(CSQLoss):
+        def loss(self, u, y, idx):
+            return 2 * super().loss(u, y, idx)
+
+    layer = NestedHashLayer(24, BITS).double()
+    losses = [Doubled(b, 10, 100, centers=f.centers, tie_break=f.tie_break)
+              for b, f in zip(BITS, build_nested("csq", BITS, n_classes=10, n_train=100))]
+    obj = NestedObjective(layer, losses, weighting="uniform", distill=0.0).double()
+    z = torch.randn(16, 24, dtype=torch.float64, requires_grad=True)
+    y = F.one_hot(torch.arange(16) % 10, 10).double()
+    h = layer.project(z)
+    assert obj.closed_form(h, y, torch.arange(16)) is None
+    out = obj(z, y, torch.arange(16))
+    want = torch.stack([f(h[:, :b], y) for f, b in zip(losses, BITS)]).detach()
+    torch.testing.assert_close(out.losses, want)
