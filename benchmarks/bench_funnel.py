@@ -245,7 +245,7 @@ def evaluate(name: str, db_packed, q_packed, q_codes, args, repeats: int) -> dic
         spread their queries over numba's threads), as a user runs it out of the box."""
         def run():
             faiss.omp_set_num_threads(default_threads)
-            numba.set_num_threads(default_threads)
+            numba.set_num_threads(min(default_threads, numba.config.NUMBA_NUM_THREADS))
             try:
                 return fn()
             finally:
