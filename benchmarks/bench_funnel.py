@@ -32,7 +32,6 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/bench_funnel
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faiss
-import numba
 import numpy as np
 import pandas as pd
 
@@ -43,6 +42,7 @@ from benchmarks.common import (
     print_table,
     set_threads,
     timings,
+    with_threads,
     write_json,
 )
 from nhl.retrieval import HammingIndex, funnel_search, pack_codes, tie_aware_recall
@@ -230,35 +230,15 @@ def evaluate(name: str, db_packed, q_packed, q_codes, args, repeats: int) -> dic
 
         return run
 
-    def flat_at(t):
-        def run():
-            faiss.omp_set_num_threads(t)
-            try:
-                return flat.search(q_packed[test], K)
-            finally:
-                faiss.omp_set_num_threads(threads)
+    def flat_search():
+        return flat.search(q_packed[test], K)
 
-        return run
-
-    def at_default_threads(fn):
-        """``fn`` with faiss's and numba's default threads (nhl's compiled funnel and search
-        spread their queries over numba's threads), as a user runs it out of the box."""
-        def run():
-            faiss.omp_set_num_threads(default_threads)
-            numba.set_num_threads(min(default_threads, numba.config.NUMBA_NUM_THREADS))
-            try:
-                return fn()
-            finally:
-                faiss.omp_set_num_threads(threads)
-                numba.set_num_threads(threads)
-
-        return run
-
-    fns = {flat1: flat_at(threads), flatd: flat_at(default_threads)}
+    # the default-thread rows run faiss and numba at their defaults, as a user gets them
+    fns = {flat1: flat_search, flatd: with_threads(default_threads, flat_search)}
     for label in dict.fromkeys(chosen.values()):
         if label is not None:
             fns[label] = lambda label=label: calls[label](test)
-            fns[label + DEFAULT] = at_default_threads(lambda label=label: calls[label](test))
+            fns[label + DEFAULT] = with_threads(default_threads, lambda label=label: calls[label](test))
     t = timings({label: keep(label, fn) for label, fn in fns.items()}, repeats, warmup=1)
     exact_d, exact_i = outputs[flat1]
     measured = []

@@ -23,7 +23,6 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/bench_search
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faiss
-import numba
 import numpy as np
 import pandas as pd
 
@@ -34,28 +33,13 @@ from benchmarks.common import (
     print_table,
     set_threads,
     timings,
+    with_threads,
     write_json,
 )
 from nhl import metrics
 from nhl.retrieval import HammingIndex, pack_codes
 
 TARGET_RATIO = 1.5
-
-
-def with_threads(n: int, fn):
-    """``fn`` with ``n`` faiss (OpenMP) and numba threads (nhl's compiled search spreads its
-    queries over numba's threads, :func:`nhl.retrieval.search_threads`)."""
-    def run():
-        old, old_nb = faiss.omp_get_max_threads(), numba.get_num_threads()
-        faiss.omp_set_num_threads(n)
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        try:
-            return fn()
-        finally:
-            faiss.omp_set_num_threads(old)
-            numba.set_num_threads(old_nb)
-
-    return run
 
 
 def bench_set(name: str, args, repeats: int) -> dict:

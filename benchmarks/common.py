@@ -79,6 +79,26 @@ def set_threads(threads: int) -> dict[str, int]:
     return out
 
 
+def with_threads(n: int, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with ``n`` faiss (OpenMP) and numba threads, the previous counts restored
+    afterwards (nhl's compiled search and funnel spread their queries over numba's threads,
+    :func:`nhl.retrieval.search_threads`)."""
+    import faiss
+    import numba
+
+    def run():
+        old, old_nb = faiss.omp_get_max_threads(), numba.get_num_threads()
+        faiss.omp_set_num_threads(n)
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return fn()
+        finally:
+            faiss.omp_set_num_threads(old)
+            numba.set_num_threads(old_nb)
+
+    return run
+
+
 def median_times(
     fns: Mapping[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
 ) -> dict[str, float]:

@@ -6,13 +6,13 @@ structure of a longer code (the teacher), so knowledge flows from long codes to 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .validation import check_choice
+from .weighting import _rows_mask
 
 MODES = ("adjacent", "longest", "all_pairs")
 
@@ -84,38 +84,32 @@ def cascade_gradients(
     ``d/dH_k = (dA + dA^T) H_k``. Prefixes are taken by zeroing the columns beyond L_k, so all
     K lengths go through one batched matrix product.
     """
-    got = _cascade_students(h, bit_list, mode, eps)
-    if got is None:
-        return None
-    terms, dH = got
-    B, L = h.shape
-    return torch.cat([terms, terms.new_zeros(1)]), torch.cat([dH, dH.new_zeros(1, B, L)])
-
-
-def _cascade_students(
-    h: torch.Tensor, bit_list: Sequence[int], mode: str, eps: float = 1e-12
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """:func:`cascade_gradients` of the K - 1 students only: ``(terms (K-1,), dh (K-1, B, L_K))``."""
     check_choice(mode, MODES, "distill_mode")
     if h.dim() != 2:
         raise ValueError(f"expected a (batch, bits) tensor, got shape {tuple(h.shape)}")
     bits = tuple(int(b) for b in bit_list)
-    L = h.shape[1]
+    B, L = h.shape
     if not bits or bits[-1] != L:
         raise ValueError(f"bit_list {bits} must end with h's width {L}")
-    return _students(h, bits, mode, eps)
+    got = _students(h, bits, mode, eps)
+    if got is None:
+        return None
+    terms, dH = got
+    return torch.cat([terms, terms.new_zeros(1)]), torch.cat([dH, dH.new_zeros(1, B, L)])
 
 
 def _students(
     h: torch.Tensor, bits: tuple[int, ...], mode: str, eps: float = 1e-12
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """:func:`_cascade_students` without the input checks (the objective checked them once)."""
+    """:func:`cascade_gradients` of the K - 1 students only, ``(terms (K-1,), dh (K-1, B, L_K))``,
+    without the input checks (:class:`nhl.NestedObjective` checked them once)."""
     K, (B, L) = len(bits), h.shape
     if mode == "all_pairs":
         return None
     if K == 1:
         return h.new_zeros(0), h.new_zeros(0, B, L)
-    H = h.detach().unsqueeze(0) * _prefix_mask(bits, h.device, h.dtype)  # (K, B, L): prefix k, 0-padded
+    mask = _rows_mask(bits, L, h.device, h.dtype).transpose(1, 2)  # (K, 1, L): 1 on columns < L_k
+    H = h.detach().unsqueeze(0) * mask  # (K, B, L): prefix k, zero-padded
     A = torch.bmm(H, H.transpose(1, 2))
     n = torch.linalg.vector_norm(A, dim=2, keepdim=True)
     denom = n.clamp_min(eps)
@@ -130,13 +124,6 @@ def _students(
         along = torch.where(n[:-1] > eps, along, 0.0)
     dA = E.sub_(Gs * along).div_(denom[:-1])
     return terms, torch.bmm(dA + dA.transpose(1, 2), H[:-1])
-
-
-@functools.lru_cache(maxsize=64)
-def _prefix_mask(bits: tuple[int, ...], device, dtype) -> torch.Tensor:
-    """(K, 1, L_K): 1 on the first L_k columns of row k (cached; do not modify)."""
-    inside = torch.arange(bits[-1])[None, :] < torch.tensor(bits)[:, None]
-    return inside.to(device=device, dtype=dtype)[:, None, :]
 
 
 def _cascade_loop(outputs: list[torch.Tensor], mode: str, detach_teacher: bool) -> list[torch.Tensor]:

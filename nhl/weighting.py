@@ -105,18 +105,14 @@ def alphas_from_inner_products(
     K = len(bits)
     if c.shape != (K, K):
         raise ValueError(f"c must be {K} x {K} for bit_list {bits}, got {tuple(c.shape)}")
-    return _alphas(c, beta, norm)
-
-
-def _alphas(c: torch.Tensor, beta: float, norm: str) -> torch.Tensor:
-    """:func:`alphas_from_inner_products` without the input checks (the training step's hot
-    path: :class:`nhl.NestedObjective` checked its lengths, beta and norm once)."""
     return _alphas_fired(c, beta, norm)[0]
 
 
 def _alphas_fired(c: torch.Tensor, beta: float, norm: str) -> tuple[torch.Tensor, bool]:
-    """:func:`_alphas` and whether the rule rescaled anything (some ``alpha_ij < 1``). When
-    nothing conflicts every alpha is exactly 1, so the scaling steps are skipped."""
+    """:func:`alphas_from_inner_products` without the input checks (the training step's hot
+    path: :class:`nhl.NestedObjective` checked its lengths, beta and norm once), and whether
+    the rule rescaled anything (some ``alpha_ij < 1``). When nothing conflicts every alpha is
+    exactly 1, so the scaling steps are skipped."""
     K = c.shape[0]
     if K == 1:
         return torch.ones(K, K, dtype=c.dtype, device=c.device), False
