@@ -32,11 +32,11 @@ data: $(STAMP)
 	$(BIN)/python -m nhl.data ensure
 
 run: data
-	$(BIN)/python -m nhl.tutorial
+	$(BIN)/python -m tools.notebooks
 
 # Re-execute the notebooks in place (full setting): how their committed outputs are made.
 notebooks: $(STAMP)
-	$(BIN)/python -m nhl.tutorial --in-place
+	$(BIN)/python -m tools.notebooks --in-place
 
 test: data
 	$(BIN)/python -m pytest -m "not browser"
@@ -47,13 +47,13 @@ test-browser: site
 
 # The executed notebooks as they are committed (no re-execution) as a static site: Sphinx +
 # myst-nb + sphinx-book-theme; MathJax from the npm package (installed once into build/site-deps),
-# so the pages load nothing from the network. See nhl/website.py and docs/site/.
+# so the pages load nothing from the network. See tools/site.py and docs/site/.
 site: $(STAMP)
-	$(BIN)/python -m nhl.website
+	$(BIN)/python -m tools.site
 
 # Student copies: nbgrader's solution regions replaced by stubs, their outputs cleared.
 student: $(STAMP)
-	$(BIN)/python -m nhl.course
+	$(BIN)/python -m tools.student
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -4,7 +4,7 @@ and the speed-up of one nested model over the K single-length models.
 Part 1, step cost: one optimiser step (forward, objective, backward, Adam) on the default CNN,
 batch 64, for the K single-length models and the nested variants plain / weighting (A) /
 distillation (D) / full NHL (A + D), on the same batches, interleaved in a shuffled order in
-every repeat (``nhl.timing.measure_steps``), medians after a warm-up. Goal: A + D at most 1.10x
+every repeat (``nhl.studies.timing.measure_steps``), medians after a warm-up. Goal: A + D at most 1.10x
 the single 128-bit step (CSQ, the default method); DHN (a memory-bank loss, the tutorial's
 standard) is measured beside it.
 
@@ -31,9 +31,10 @@ import pandas as pd
 import torch
 
 from benchmarks.common import machine, print_table, set_threads, write_json
-from nhl import experiments, timing
+from nhl import experiments
 from nhl.config import TrainConfig
 from nhl.data import map_topk
+from nhl.studies import timing
 from nhl.train import fit
 
 NESTED = ("plain", "weighting", "distill", "nhl")

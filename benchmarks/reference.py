@@ -1,7 +1,7 @@
 """Slow, obviously-correct reference implementations, used only to check and time ``nhl``.
 
 ``calc_topmap`` follows the per-query loop of DeepHash-pytorch's ``CalcTopMap`` (float codes,
-one query at a time), with two fixes that METHOD.md section 5 asks for: the whole database is
+one query at a time), with two fixes that docs/method.md §7 asks for: the whole database is
 ranked when ``topk`` is None (the reference drops the last item), and ties are broken by
 database index (a stable sort) instead of arbitrarily.
 """

@@ -1,19 +1,20 @@
-"""nhl: the Nested Hash Layer, multi-length hash codes from one model (see METHOD.md).
+"""nhl: the Nested Hash Layer, multi-length hash codes from one model.
 
-Public API, by METHOD.md section:
-- 1 :class:`NestedHashLayer`, :func:`binarize`
-- 2 :mod:`nhl.losses` (eight base objectives)
-- 3 :mod:`nhl.weighting` (dominance-aware dynamic weighting)
-- 4 :mod:`nhl.distill` (long-short cascade self-distillation)
-- 1-4 together: :class:`NestedObjective`
-- 5 :mod:`nhl.data`, :mod:`nhl.models`, :mod:`nhl.train`, :mod:`nhl.metrics`,
-  :mod:`nhl.retrieval`, :mod:`nhl.experiments`, :mod:`nhl.plots`, :mod:`nhl.recipes`
-  (per-method learning rates and loss hyper-parameters)
-- 6 :mod:`nhl.studies`, :mod:`nhl.results` (the committed result tables) and
-  :mod:`nhl.summaries`, :mod:`nhl.grid`, :mod:`nhl.comparisons`, :mod:`nhl.weighting_effect`,
-  :mod:`nhl.timing`, :mod:`nhl.diagnostics`, :mod:`nhl.recording`, :mod:`nhl.distill_probe`,
-  :mod:`nhl.search_eval`, :mod:`nhl.interleaved`, the widgets :mod:`nhl.explorer` and
-  :mod:`nhl.ablation_explorer`
+The method (docs/method.md §1-5), imported with ``nhl``:
+
+- :class:`NestedHashLayer`, :func:`binarize` (§1); :mod:`nhl.losses`, eight base objectives (§2);
+  :mod:`nhl.weighting`, dominance-aware dynamic weighting (§3); :mod:`nhl.distill`, long-short
+  cascade self-distillation (§4); :class:`NestedObjective`, all of it in one backward pass (§5).
+
+Training and evaluation, loaded on first use (``nhl.train``, ``nhl.metrics``...):
+:mod:`nhl.config`, :mod:`nhl.recipes`, :mod:`nhl.models`, :mod:`nhl.train`,
+:mod:`nhl.experiments` (§6); :mod:`nhl.metrics`, :mod:`nhl.retrieval`, :mod:`nhl.storage` (§7);
+:mod:`nhl.data` (§8); :mod:`nhl.devices`, :mod:`nhl.distributed`; :mod:`nhl.diagnostics`
+(per-length gradients and their conflicts).
+
+Beside the method, never imported by it: :mod:`nhl.plots` (figures), :mod:`nhl.studies` (the
+committed studies and their analysis, §9) and :mod:`nhl.tutorial` (the notebooks' setup and
+widgets).
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -31,24 +32,12 @@ _LAZY = {
     "train": ("nhl.train", None),
     "metrics": ("nhl.metrics", None),
     "retrieval": ("nhl.retrieval", None),
+    "storage": ("nhl.storage", None),
     "experiments": ("nhl.experiments", None),
-    "studies": ("nhl.studies", None),
     "diagnostics": ("nhl.diagnostics", None),
-    "recording": ("nhl.recording", None),
     "recipes": ("nhl.recipes", None),
-    "results": ("nhl.results", None),
-    "grid": ("nhl.grid", None),
-    "timing": ("nhl.timing", None),
-    "summaries": ("nhl.summaries", None),
-    "comparisons": ("nhl.comparisons", None),
-    "weighting_effect": ("nhl.weighting_effect", None),
-    "distill_probe": ("nhl.distill_probe", None),
-    "search_eval": ("nhl.search_eval", None),
-    "interleaved": ("nhl.interleaved", None),
-    "ablation_explorer": ("nhl.ablation_explorer", None),
-    "explorer": ("nhl.explorer", None),
-    "plots": ("nhl.plots", None),
-    "tutorial": ("nhl.tutorial", None),
+    "devices": ("nhl.devices", None),
+    "distributed": ("nhl.distributed", None),
     "load_splits": ("nhl.data", "load_splits"),
     "fit": ("nhl.train", "fit"),
     "run": ("nhl.experiments", "run"),

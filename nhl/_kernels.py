@@ -10,7 +10,7 @@ slower than these passes), hence this module.
 ``AVAILABLE`` is False when numba cannot be imported; the callers then use their numpy paths,
 which compute exactly the same numbers (the tests check one against the other).
 
-Word layout: ``(W, N)`` unsigned words as :func:`nhl.metrics._pack_words` makes them (code bits
+Word layout: ``(W, N)`` unsigned words as :func:`nhl.metrics.pack_words` makes them (code bits
 packed with ``np.packbits``, zero padded), so popcount(q ^ x) summed over words is the
 distance.
 """

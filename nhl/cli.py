@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from .config import VARIANTS, TrainConfig
 from .layer import DEFAULT_BITS
-from .paths import quick_mode
 from .train import TrainingDivergedError
+from .utils import quick_mode
 from .validation import check_bit_list
 
 QUICK_EPOCHS = 2
@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "grid":
             sp.add_argument("--methods", default="all", help="comma-separated methods or 'all'")
             sp.add_argument("--out", default=None, help="also write the table to this CSV file")
-    from .results import STUDIES
+    from .studies.catalogue import STUDIES
 
     st = sub.add_parser(
         "study",
@@ -125,20 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     if args.command == "study":
-        from . import results
+        from .studies import catalogue, results, runner
 
-        names = [n for n in results.STUDIES if n != "hparams"] if "all" in args.names else args.names
+        names = [n for n in catalogue.STUDIES if n != "hparams"] if "all" in args.names else args.names
         command = "python -m nhl study " + " ".join(args.names)
         datasets = None if args.datasets is None else [d.strip() for d in args.datasets.split(",") if d.strip()]
         if datasets is not None:
             command += f" --datasets {','.join(datasets)}"
-        results.run_study(names, workers=args.workers, threads=args.threads, root=args.runs,
+        runner.run_study(names, workers=args.workers, threads=args.threads, root=args.runs,
                           data_root=args.data, out=args.out, command=command, datasets=datasets)
         for n in names:
             print(f"wrote {results.results_dir() if args.out is None else args.out}/{n}.csv")
         return 0
     if args.command == "report":
-        from .summaries import markdown_report
+        from .studies.report import markdown_report
 
         print(markdown_report(args.results))
         return 0
@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config: TrainConfig) -> int:
-    from . import distributed, experiments, losses, studies
+    from . import distributed, experiments, losses
+    from .studies import grid
 
     kw = dict(root=args.runs, data_root=args.data, progress=not args.no_progress)
     if args.force:
@@ -176,14 +177,14 @@ def _run(args: argparse.Namespace, config: TrainConfig) -> int:
         print(r.table().to_string(float_format="{:.4f}".format))
         print(f"training {r.train_seconds:.1f} s, best epoch {r.metrics['best_epoch']}")
     elif args.command == "compare":
-        print(studies.compare(config, **kw))
+        print(grid.compare(config, **kw))
     else:
         methods = losses.available() if args.methods == "all" else [m.strip().lower() for m in args.methods.split(",")]
         unknown = sorted(set(methods) - set(losses.available()))
         if unknown:
             print(f"error: unknown methods {unknown}; valid: {', '.join(losses.available())}", file=sys.stderr)
             return 2
-        table = studies.grid(config, methods, **kw)
+        table = grid.grid(config, methods, **kw)
         print(table.to_string(float_format="{:.4f}".format))
         print(f"average gain of NHL over the baselines: {table['gain'].mean():+.4f} mAP")
         if args.out:

@@ -22,7 +22,7 @@ from .validation import check_bit_list, check_choice, check_positive_int
 BANK_REFRESH = ("epoch", "start", "none")
 
 VARIANTS = {
-    # name: (weighting, distill) -- the paper's ablation grid (METHOD.md sections 3-4)
+    # name: (weighting, distill) -- the paper's ablation grid (docs/method.md §3-4)
     "nhl": ("dominance", 1.0),
     "plain": ("uniform", 0.0),
     "weighting": ("dominance", 0.0),

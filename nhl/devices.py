@@ -1,4 +1,4 @@
-"""Where training runs: device choice, mixed precision and moving batches (METHOD.md section 5).
+"""Where training runs: device choice, mixed precision and moving batches (docs/method.md §6).
 
 ``TrainConfig.device`` is ``"auto"`` (CUDA when available, then Apple's MPS, then the CPU) or
 an explicit torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).

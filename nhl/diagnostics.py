@@ -1,6 +1,6 @@
-"""Gradient-conflict diagnostics for nested training (METHOD.md sections 3-4).
+"""Gradient-conflict diagnostics for nested training (docs/method.md §3-4).
 
-The dominance-aware weighting (METHOD.md section 3) exists because the per-length objectives
+The dominance-aware weighting (docs/method.md §3) exists because the per-length objectives
 pull the shared rows of the hash layer's weight ``W`` in different directions. This module
 measures that:
 
@@ -10,7 +10,7 @@ measures that:
   actually used and whether the rule would fire ("anti-domination").
 * :func:`layer_gradients` / :func:`backbone_gradients` - per-length gradients of one batch
   w.r.t. the hash layer's ``W`` or the backbone's last linear layer (the paper only looked at ``W``).
-* :func:`weighting_steps` - METHOD.md section 3 step by step, as small labelled tables.
+* :func:`weighting_steps` - docs/method.md §3 step by step, as small labelled tables.
 * :func:`conflict_rates`, :func:`mean_matrices`, :func:`dominance_margins`,
   :func:`update_shares`, :func:`pair_norms`, :func:`project_pair`, :func:`overlap_pair`.
 * :func:`conflict_cases`, :func:`choose_conflicts`, :func:`describe_conflict` - every recorded
@@ -23,8 +23,7 @@ Computing diagnostics on a probe batch leaves the model and objective as they we
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from .distill import cascade_loss
+from .models import preserved_buffers
 from .validation import check_bit_list, check_choice, check_positive_int
 from .weighting import NORMS, dominance_alphas, overlap_cosines, weights_from_alphas
 
@@ -40,29 +40,10 @@ from .weighting import NORMS, dominance_alphas, overlap_cosines, weights_from_al
 # per-length objectives and gradients of one batch
 
 
-@contextmanager
-def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
-    """Restore every buffer (batch-norm statistics, memory banks) of ``modules`` on exit."""
-    saved = []
-    seen: set[int] = set()
-    for module in modules:
-        for sub in module.modules():
-            if id(sub) in seen:
-                continue
-            seen.add(id(sub))
-            for name, buf in sub.named_buffers(recurse=False):
-                saved.append((sub, name, buf.detach().clone()))
-    try:
-        yield
-    finally:
-        for sub, name, buf in saved:
-            setattr(sub, name, buf)
-
-
 def per_length_objectives(
     layer: nn.Module, objective: nn.Module, z: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
 ) -> list[torch.Tensor]:
-    """``loss_k + lambda_D SP_k`` for every length on features ``z`` (METHOD.md sections 3-4).
+    """``loss_k + lambda_D SP_k`` for every length on features ``z`` (docs/method.md §3-4).
 
     Uses ``objective``'s base losses and distillation settings with the hash ``layer`` given (the
     model's own, so an objective built separately with :func:`nhl.train.build` works too).
@@ -106,7 +87,7 @@ def layer_gradients(
 ) -> torch.Tensor:
     """Per-length gradients ``g_k = d(loss_k + lambda_D SP_k)/dW`` of the hash layer (K, L_K, d).
 
-    METHOD.md section 3 step 1: the backbone features are detached, so only the hash layer is
+    docs/method.md §3 step 1: the backbone features are detached, so only the hash layer is
     differentiated; rows beyond ``L_k`` of ``g_k`` are zero. The model keeps its train/eval mode
     and its buffers are restored afterwards.
     """
@@ -132,7 +113,7 @@ def term_gradients(
     (``lam`` defaults to the objective's lambda_D, or 1 when distillation is off, so a plain
     run can be probed too), ``ratio`` = distill / base and ``cosine`` between the two gradients:
     a negative cosine means the teacher pulls the short code against its own objective.
-    METHOD.md section 4; features detached, buffers restored as in :func:`layer_gradients`.
+    docs/method.md §4; features detached, buffers restored as in :func:`layer_gradients`.
     """
     _check_model(model, objective)
     lam = float(objective.distill or 1.0) if lam is None else float(lam)
@@ -206,7 +187,7 @@ def backbone_gradients(
 
 
 # --------------------------------------------------------------------------------------------
-# METHOD.md section 3, step by step
+# docs/method.md §3, step by step
 
 
 @dataclass
@@ -228,7 +209,7 @@ class WeightingSteps:
     def pairs(self) -> pd.DataFrame:
         """One row per pair ``i < j``: ``c_ij``, ``tau_i``, whether the pair opposes (``c < 0``)
         and crosses the threshold (``-c > tau``), ``alpha`` before and after the cap, and
-        whether the cap changed it (METHOD.md section 3 steps 2-5), as a plain table."""
+        whether the cap changed it (docs/method.md §3 steps 2-5), as a plain table."""
         bits = list(self.c.index)
         rows = []
         for a, i in enumerate(bits):
@@ -246,7 +227,7 @@ class WeightingSteps:
 def weighting_steps(
     grads: torch.Tensor, bit_list: Sequence[int], beta: float = 1.0, norm: str = "own"
 ) -> WeightingSteps:
-    """METHOD.md section 3 steps 2-6, written out independently of :mod:`nhl.weighting`.
+    """docs/method.md §3 steps 2-6, written out independently of :mod:`nhl.weighting`.
 
     Gives the same weights as :func:`nhl.weighting.dominance_aware_weights` (a check the
     tutorial asserts) but keeps every intermediate for display.
@@ -294,7 +275,7 @@ def dominance_margins(
 ) -> torch.Tensor:
     """``<g_i, g_i + sum_{j>i} alpha_ij g_j> / ||g_i||^2`` on each short code's rows (K,).
 
-    METHOD.md section 3's guarantee: with the rule's alphas every entry is ``>= 1 - beta``;
+    docs/method.md §3's guarantee: with the rule's alphas every entry is ``>= 1 - beta``;
     ``alphas=None`` (all ones) gives the unadjusted value (negative: the longer codes' summed
     gradient points against the short code's own descent direction).
     """
@@ -317,7 +298,7 @@ def update_shares(
     The training step moves ``W`` along ``-sum_k w_k g_k``; to first order it lowers length i's
     objective by ``lr <g_i, sum_k w_k g_k>``, so a positive share means the step descends on
     ``f_i`` and a negative one that it climbs. Unlike :func:`dominance_margins` (a statement
-    about the alphas, METHOD.md section 3), this uses the weights themselves and every length
+    about the alphas, docs/method.md §3), this uses the weights themselves and every length
     (shorter ones included). ``weights=None``: uniform weights (plain training).
     """
     from .weighting import overlap_inner_products
@@ -410,7 +391,7 @@ class GradientRecorder:
     are needed). Every ``every``-th optimiser step (the first included) stores one row:
 
     * ``epoch``, ``step`` (within the epoch), ``iteration`` (global step);
-    * ``cos_{a}_{b}``: cosine of the a- and b-bit gradients on their shared rows (METHOD.md 3);
+    * ``cos_{a}_{b}``: cosine of the a- and b-bit gradients on their shared rows (docs/method.md §3);
     * ``alpha_{a}_{b}``: the dominance rule's alpha at this run's ``beta``/``norm`` (computed here
       when the run does not use the rule), ``min_alpha`` and ``anti_domination`` (any alpha < 1);
     * ``c_{a}_{b}`` (inner product on the shared rows) and ``ovnorm_{a}_{b}`` (norm of the b-bit
@@ -628,7 +609,7 @@ def conflict_cases(frame: pd.DataFrame) -> pd.DataFrame:
     ``long``, ``cosine`` and ``c`` on the shared rows, ``alpha`` (the rule's, at the recorder's
     ``beta``), ``ratio`` (norm of the long gradient on the shared rows over the short one's),
     ``opposed`` (``c < 0``) and ``fired`` (opposed and ``alpha < 1``: the rule acted on the pair
-    itself, not only through the cap). METHOD.md section 3.
+    itself, not only through the cap). docs/method.md §3.
     """
     parts = []
     for a, b, _ in pair_columns(frame, "alpha"):
@@ -659,7 +640,7 @@ def choose_conflicts(
     differ in size by at most ``max_ratio`` on the shared rows (so both arrows of a 2-D picture
     are visible; a tiny short-code gradient gives a tiny threshold and an extreme but
     uninformative alpha). Empty when the rule never fired; no ``strongest`` when no fired case
-    has comparable norms. METHOD.md section 3.
+    has comparable norms. docs/method.md §3.
     """
     if not max_ratio >= 1:
         raise ValueError(f"max_ratio must be >= 1, got {max_ratio}")
@@ -684,7 +665,7 @@ def describe_conflict(
     ``tau_i`` is recomputed from the recorded norms at ``beta`` / ``norm`` (the recorder's
     settings); ``own share`` is the component of ``g_i + g_j`` along ``g_i`` in units of
     ``||g_i||`` (1 + c / ||g_i||^2), ``own share with rule`` that of ``g_i + alpha g_j``, and
-    ``floor`` the pairwise guarantee ``1 - beta / (K - 1)`` (METHOD.md section 3).
+    ``floor`` the pairwise guarantee ``1 - beta / (K - 1)`` (docs/method.md §3).
     """
     check_choice(norm, NORMS, "norm")
     cols = pair_columns(frame, "alpha")

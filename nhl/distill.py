@@ -1,4 +1,4 @@
-"""Long-short cascade self-distillation, "D" in the paper (METHOD.md section 4).
+"""Long-short cascade self-distillation, "D" in the paper (docs/method.md §4).
 
 A similarity-preserving (SP) loss asks a shorter code to reproduce the batch's pairwise similarity
 structure of a longer code (the teacher), so knowledge flows from long codes to short ones.
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .layer import prefix_mask
 from .validation import check_choice
-from .weighting import _rows_mask
 
 MODES = ("adjacent", "longest", "all_pairs")
 
@@ -25,7 +25,7 @@ def similarity_matrix(h: torch.Tensor) -> torch.Tensor:
 
 
 def sp_loss(h_s: torch.Tensor, h_t: torch.Tensor) -> torch.Tensor:
-    """Similarity-preserving loss ``||G_t - G_s||_F^2 / B^2`` (METHOD.md section 4).
+    """Similarity-preserving loss ``||G_t - G_s||_F^2 / B^2`` (docs/method.md §4).
 
     ``h_s`` (student) and ``h_t`` (teacher) may have different widths; they must share the batch.
     The teacher is used as given: detach it yourself (or use :func:`cascade_loss`) to stop its
@@ -91,14 +91,14 @@ def cascade_gradients(
     B, L = h.shape
     if not bits or bits[-1] != L:
         raise ValueError(f"bit_list {bits} must end with h's width {L}")
-    got = _students(h, bits, mode, eps)
+    got = student_gradients(h, bits, mode, eps)
     if got is None:
         return None
     terms, dH = got
     return torch.cat([terms, terms.new_zeros(1)]), torch.cat([dH, dH.new_zeros(1, B, L)])
 
 
-def _students(
+def student_gradients(
     h: torch.Tensor, bits: tuple[int, ...], mode: str, eps: float = 1e-12
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """:func:`cascade_gradients` of the K - 1 students only, ``(terms (K-1,), dh (K-1, B, L_K))``,
@@ -108,7 +108,7 @@ def _students(
         return None
     if K == 1:
         return h.new_zeros(0), h.new_zeros(0, B, L)
-    mask = _rows_mask(bits, L, h.device, h.dtype).transpose(1, 2)  # (K, 1, L): 1 on columns < L_k
+    mask = prefix_mask(bits, L, h.device, h.dtype)[:, None, :]  # (K, 1, L): 1 on columns < L_k
     H = h.detach().unsqueeze(0) * mask  # (K, B, L): prefix k, zero-padded
     A = torch.bmm(H, H.transpose(1, 2))
     n = torch.linalg.vector_norm(A, dim=2, keepdim=True)

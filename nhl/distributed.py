@@ -6,7 +6,7 @@ under torchrun) trains one model with N processes: NCCL on CUDA (one GPU per pro
 torchrun describes in the environment; nothing here is a home-made engine, it is
 ``torch.distributed`` and ``torch.nn.parallel.DistributedDataParallel``.
 
-What each process does (METHOD.md sections 3-5, and what is exact):
+What each process does (docs/method.md §3-6, and what is exact):
 
 * **Batches.** Every epoch has the same global batches as one process (the same seeded
   permutation, the same batch size); process r takes the items ``r, r + N, ...`` of each

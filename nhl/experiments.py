@@ -24,25 +24,16 @@ import pandas as pd
 import torch
 
 from .config import TrainConfig
-from .data import map_topk
+from .data import cached_splits, map_topk
 from .metrics import map_table
 from .models import HashModel, build_model, encode_dataset
-from .paths import data_dir, runs_dir
-from .utils import atomic_torch_save, atomic_write, atomic_write_text
+from .utils import atomic_torch_save, atomic_write, atomic_write_text, runs_dir
 
 FILES = ("config.json", "model.pt", "codes.npz", "history.csv", "metrics.json")
-_SPLITS: dict[tuple, object] = {}
-
-
 def get_splits(config: TrainConfig, root: str | Path | None = None):
-    """The data split of a config, loaded once per process and then reused."""
-    from .data import load_splits
-
-    root = Path(root) if root is not None else data_dir()
-    key = (config.dataset, config.protocol, config.split_seed, str(root))
-    if key not in _SPLITS:
-        _SPLITS[key] = load_splits(config.dataset, root=root, protocol=config.protocol, seed=config.split_seed)
-    return _SPLITS[key]
+    """The data split of a config, loaded once per process and then reused
+    (:func:`nhl.data.cached_splits`)."""
+    return cached_splits(config.dataset, root=root, protocol=config.protocol, seed=config.split_seed)
 
 
 def package_version() -> str:
@@ -327,6 +318,16 @@ def _run_distributed(config, splits, path: Path, force: bool, progress: bool, fi
     result = _train_and_store(config, splits, path, force or state == "damaged", progress, fit_options)
     distributed.barrier()  # rank 0 has written the folder
     return result if distributed.is_main() else load(path)
+
+
+def cached_run(
+    config: TrainConfig, root: str | Path | None = None, data_root: str | Path | None = None
+) -> RunResult | None:
+    """The finished run of ``config`` in the cache at ``root``, or None; never trains.
+
+    A damaged run folder counts as missing, with a warning (:func:`run` trains it again)."""
+    splits = get_splits(config, data_root)
+    return cached_or_damaged(run_path(config, splits.fingerprint, root))
 
 
 def cached_or_damaged(path: Path) -> RunResult | None:

@@ -1,4 +1,4 @@
-"""The Nested Hash Layer (METHOD.md section 1).
+"""The Nested Hash Layer (docs/method.md §1).
 
 One linear map ``W`` (L_K x d) and bias ``b`` produce the longest code's real-valued output;
 every shorter length is a prefix of it. A short code is literally the first bits of every
@@ -7,6 +7,7 @@ longer code, so a database stores the longest code once and reads any shorter on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -41,7 +42,7 @@ class NestedHashLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """W ~ N(0, 0.01^2), b = 0 (METHOD.md section 1)."""
+        """W ~ N(0, 0.01^2), b = 0 (docs/method.md §1)."""
         nn.init.normal_(self.weight, mean=0.0, std=0.01)
         nn.init.zeros_(self.bias)
 
@@ -76,3 +77,15 @@ def binarize(h: torch.Tensor) -> torch.Tensor:
     if h.is_floating_point() and not torch.isfinite(h).all():
         raise ValueError("binarize got NaN or infinite values; the network output is not finite")
     return torch.where(h >= 0, torch.ones_like(h), -torch.ones_like(h))
+
+
+@functools.lru_cache(maxsize=64)
+def prefix_mask(
+    bits: tuple[int, ...], width: int, device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """(K, width) mask of the nested prefixes: row k is 1 on the first ``L_k`` positions (the
+    bits, or rows of ``W``, that the ``L_k``-bit code owns) and 0 beyond. Cached per argument
+    set, so do not modify the result in place."""
+    lens = torch.tensor(bits, device=device)
+    return (torch.arange(width, device=device)[None, :] < lens[:, None]).to(dtype)

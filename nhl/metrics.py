@@ -1,4 +1,4 @@
-"""Retrieval metrics for binary hash codes: mAP, precision and recall (METHOD.md section 5).
+"""Retrieval metrics for binary hash codes: mAP, precision and recall (docs/method.md §7).
 
 Relevance: a database item is relevant to a query when their multi-hot labels share a class.
 Ranking: the database sorted by Hamming distance to the query. Distances are small integers
@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import digamma, gammaln
 
 from . import _kernels
@@ -49,7 +50,8 @@ USE_KERNELS = True
 the numpy paths, which give the same numbers; the tests compare the two)."""
 
 
-def _use_kernels(bits: int) -> bool:
+def use_kernels(bits: int) -> bool:
+    """Whether the compiled kernels (:mod:`nhl._kernels`) serve codes of ``bits`` bits."""
     return USE_KERNELS and _kernels.AVAILABLE and bits <= 255
 
 
@@ -112,17 +114,17 @@ def _word_dtype(bits: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def _pack_words(codes: np.ndarray, bits: int) -> np.ndarray:
+def pack_words(codes: np.ndarray, bits: int) -> np.ndarray:
     """(W, N) words holding the first ``bits`` bits of each code (+1 -> 1), zero padded.
 
     Queries and database are packed the same way, so popcount(q ^ x) is the Hamming
     distance (padding bits are 0 on both sides).
     """
     packed = np.packbits(codes[:, :bits] > 0, axis=1)
-    return np.ascontiguousarray(_words_from_packed(packed, bits).T)
+    return np.ascontiguousarray(words_from_packed(packed, bits).T)
 
 
-def _words_from_packed(packed: np.ndarray, bits: int) -> np.ndarray:
+def words_from_packed(packed: np.ndarray, bits: int) -> np.ndarray:
     """(N, W) words holding the first ``bits`` bits of ``np.packbits`` rows, zero padded.
 
     A view (no copy) when ``bits`` fills whole words of the chosen width.
@@ -143,7 +145,7 @@ def _dist_dtype(bits: int) -> np.dtype:
     return np.dtype(np.uint8 if bits <= 255 else (np.uint16 if bits <= 65535 else np.uint32))
 
 
-def _distance_block(q_words: np.ndarray, db_words: np.ndarray, bits: int) -> np.ndarray:
+def distance_block(q_words: np.ndarray, db_words: np.ndarray, bits: int) -> np.ndarray:
     """Distances of a few queries (words ``(W, n_q)``) to the database (``(W, N)``) by
     XOR + popcount, in the smallest unsigned dtype (``uint8`` up to 255 bits)."""
     n_q, n_db = q_words.shape[1], db_words.shape[1]
@@ -161,7 +163,7 @@ def _distance_block(q_words: np.ndarray, db_words: np.ndarray, bits: int) -> np.
 
 
 def hamming_distances(q_codes, db_codes, chunk_size: int | None = None) -> np.ndarray:
-    """Integer Hamming distances between every query and every database code (METHOD.md 5).
+    """Integer Hamming distances between every query and every database code (docs/method.md §7).
 
     Bits are packed into machine words and compared by XOR + popcount, a chunk of queries at a
     time. Returns an ``int16`` array (``int32`` beyond 32,767 bits) of shape ``(N_q, N_db)``;
@@ -170,9 +172,9 @@ def hamming_distances(q_codes, db_codes, chunk_size: int | None = None) -> np.nd
     q, db = _check_code_pair(q_codes, db_codes)
     bits = q.shape[1]
     out = np.empty((q.shape[0], db.shape[0]), np.int16 if bits < 2**15 else np.int32)
-    q_words, db_words = _pack_words(q, bits), _pack_words(db, bits)
+    q_words, db_words = pack_words(q, bits), pack_words(db, bits)
     for sl in _chunks(q.shape[0], db.shape[0], chunk_size):
-        out[sl] = _distance_block(q_words[:, sl], db_words, bits)
+        out[sl] = distance_block(q_words[:, sl], db_words, bits)
     return out
 
 
@@ -259,12 +261,12 @@ class _Evaluator:
         if index and not hist:
             limit = max([self.n_db if topk is None else topk, *ns])
             limit = None if limit >= self.n_db else limit
-        q_words, db_words = _pack_words(self.q, bits), _pack_words(self.db, bits)
-        if _use_kernels(bits):
+        q_words, db_words = pack_words(self.q, bits), pack_words(self.db, bits)
+        if use_kernels(bits):
             self._scan_compiled(res, q_words, db_words, nb, hist, index, topk, ns)
             return res
         for sl in self.chunks():
-            dist = _distance_block(q_words[:, sl], db_words, bits)
+            dist = distance_block(q_words[:, sl], db_words, bits)
             qp = self.query_patterns(sl)
             for i in range(dist.shape[0]):
                 row, d = sl.start + i, dist[i]
@@ -397,7 +399,7 @@ def _ratio(num, den):
 
 
 def _tie_aware_ap(h_all: np.ndarray, h_rel: np.ndarray, topk: int | None) -> np.ndarray:
-    """Per-query expected AP@K over random orderings of tied items (METHOD.md section 5).
+    """Per-query expected AP@K over random orderings of tied items (docs/method.md §7).
 
     Groups = distance values; a group of ``n`` items (``r`` relevant) placed after ``a`` items
     (``R`` relevant). Fully retrieved groups contribute
@@ -502,7 +504,7 @@ def mean_average_precision(
     ties: str = "average",
     chunk_size: int | None = None,
 ) -> float:
-    """mAP@topk of Hamming ranking (METHOD.md section 5).
+    """mAP@topk of Hamming ranking (docs/method.md §7).
 
     Rank the database by Hamming distance, keep the top ``topk`` (``None`` or more than the
     database: all of it), AP = mean over the relevant items in the top K of (relevant so far /
@@ -529,7 +531,7 @@ def map_table(
 ) -> dict[str, dict[int, float]]:
     """mAP for several tie modes and code lengths in one pass: ``{ties: {bits: mAP}}``.
 
-    Codes are nested (METHOD.md section 1): the ``b``-bit code is the first ``b`` columns of
+    Codes are nested (docs/method.md §1): the ``b``-bit code is the first ``b`` columns of
     the given (longest) codes, so pass the longest codes once.
     """
     q, db, ql, dl = _check_inputs(q_codes, db_codes, q_labels, db_labels)
@@ -573,7 +575,7 @@ def precision_recall_by_radius(
 
     Returns two arrays of length L + 1. Precision is averaged over all queries, a query that
     retrieves nothing at radius r counting as precision 0; recall is averaged over queries with
-    at least one relevant item. Computed from per-query distance histograms (METHOD.md 5).
+    at least one relevant item. Computed from per-query distance histograms (docs/method.md §7).
     """
     q, db, ql, dl = _check_inputs(q_codes, db_codes, q_labels, db_labels)
     h = _Evaluator(q, db, ql, dl, chunk_size).scan(q.shape[1], hist=True)
@@ -665,3 +667,65 @@ def recall_at_n(
 ) -> np.ndarray:
     """Recall@n for each cut-off in ``n``; see :func:`precision_recall_at_n`."""
     return precision_recall_at_n(q_codes, db_codes, q_labels, db_labels, n, ties, chunk_size)[1]
+
+
+def tie_group_sizes(q_codes, db_codes, bits: int, chunk_size: int = 256) -> pd.DataFrame:
+    """How large the groups of equidistant database items are, per query, at ``bits`` bits.
+
+    Uses the first ``bits`` bits of the codes. Per query (rows): ``nearest`` = items at the
+    smallest distance (the tie group at the top of the ranking), ``nearest_distance`` (that
+    distance; a query retrieves nothing within radius r when it exceeds r), ``typical`` = the size of the
+    tie group an average database item shares (sum over distances of n_d^2 / N), ``distinct`` =
+    how many different distances occur (at most ``bits + 1``).
+    """
+    q = check_codes(q_codes, "q_codes")
+    db = check_codes(db_codes, "db_codes")
+    bits = check_positive_int(bits, "bits")
+    if bits > min(q.shape[1], db.shape[1]):
+        raise ValueError(f"bits={bits} exceeds the code length {min(q.shape[1], db.shape[1])}")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    nb = bits + 1
+    hist = np.empty((q.shape[0], nb), np.int64)
+    for start in range(0, q.shape[0], chunk_size):
+        d = hamming_distances(q[start:start + chunk_size, :bits], db[:, :bits]).astype(np.int64)
+        rows = np.arange(d.shape[0])[:, None] * nb
+        hist[start:start + d.shape[0]] = np.bincount((d + rows).ravel(), minlength=d.shape[0] * nb).reshape(-1, nb)
+    first = np.argmax(hist > 0, axis=1)
+    return pd.DataFrame(
+        {
+            "nearest": hist[np.arange(len(hist)), first],
+            "nearest_distance": first,
+            "typical": (hist.astype(float) ** 2).sum(axis=1) / db.shape[0],
+            "distinct": (hist > 0).sum(axis=1),
+        }
+    )
+
+
+def chance_map(query_labels, db_labels, topk: int | None = None) -> float:
+    """mAP of a ranking that knows nothing: the expected AP over uniformly random orders.
+
+    This is exactly the tie-aware mAP of codes that are all equal (every database item ties).
+    For mAP@ALL (``topk=None``) a query with ``R`` relevant items among ``N`` has, with ``H_N``
+    the harmonic number, ``E[AP] = (R - 1) / (N - 1) + H_N (N - R) / (N (N - 1))``, about
+    ``R / N`` (0.1 for ten balanced classes); a query with ``R = 0`` scores 0 (docs/method.md
+    §7). With ``topk`` the value comes from :func:`nhl.metrics.mean_average_precision`
+    on constant codes.
+    """
+    ql = check_labels(query_labels, "query_labels")
+    dl = check_labels(db_labels, "db_labels")
+    if ql.shape[1] != dl.shape[1]:
+        raise ValueError(
+            f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]}"
+        )
+    n = dl.shape[0]
+    if topk is not None:
+        return mean_average_precision(np.ones((ql.shape[0], 1), np.int8), np.ones((n, 1), np.int8),
+                                      ql, dl, topk=check_positive_int(topk, "topk"))
+    patterns, counts = np.unique(dl, axis=0, return_counts=True)  # few distinct label rows
+    r = ((ql.astype(np.int64) @ patterns.T.astype(np.int64)) > 0) @ counts  # relevant per query
+    r = r.astype(np.float64)
+    if n == 1:
+        return float((r > 0).mean())
+    harmonic = np.sum(1.0 / np.arange(1, n + 1))
+    ap = (r - 1) / (n - 1) + harmonic * (n - r) / (n * (n - 1))
+    return float(np.where(r > 0, ap, 0.0).mean())

@@ -1,13 +1,14 @@
-"""Backbones and the hash model: backbone features -> :class:`NestedHashLayer` (METHOD.md section 1).
+"""Backbones and the hash model: backbone features -> :class:`NestedHashLayer` (docs/method.md §1).
 
 ``SmallCNN`` trains in seconds per epoch on a laptop CPU (28x28 or 32x32 images);
-``resnet50_backbone`` is the reference setup's ImageNet ResNet-50 (METHOD.md section 5).
+``resnet50_backbone`` is the reference setup's ImageNet ResNet-50 (docs/method.md §6).
 A single length in ``bit_list`` gives the ordinary single-length baseline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ class SmallCNN(nn.Module):
     centred features. Behind a ReLU every feature is non-negative and two images' features
     start nearly parallel (mean cosine about 0.85), so every image starts with almost the same
     code and the pairwise losses (DHN, DSH, DBDH, LCDSH, DCH) collapse to chance
-    (METHOD.md section 5).
+    (docs/method.md §6).
     """
 
     def __init__(self, in_channels: int = 1, out_features: int = 256, width: int = 16):
@@ -47,7 +48,7 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(2),
             nn.Flatten(),
         )
-        # No ReLU before the hash layer: a BatchNorm1d output is centred (METHOD.md section 5).
+        # No ReLU before the hash layer: a BatchNorm1d output is centred (docs/method.md §6).
         self.fc = nn.Sequential(nn.Linear(16 * width, out_features), nn.BatchNorm1d(out_features))
         self.out_features = out_features
         # channels-last convolutions are about 1.3x (training) to 1.7x (encoding) faster on CPU
@@ -61,7 +62,7 @@ class ResNet50Features(nn.Module):
     """torchvision ResNet-50 without its classifier, then a BatchNorm1d: centred 2048-d features.
 
     ResNet-50's pooled features come out of a ReLU (non-negative, all pointing the same way);
-    the BatchNorm1d neck centres them before the hash layer (METHOD.md section 5).
+    the BatchNorm1d neck centres them before the hash layer (docs/method.md §6).
     """
 
     def __init__(self, pretrained: bool = False):
@@ -171,3 +172,22 @@ def encode_dataset(
         out[start : start + len(codes)] = codes.cpu().numpy()
     model.train(was_training)
     return out
+
+
+@contextmanager
+def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
+    """Restore every buffer (batch-norm statistics, memory banks) of ``modules`` on exit."""
+    saved = []
+    seen: set[int] = set()
+    for module in modules:
+        for sub in module.modules():
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            for name, buf in sub.named_buffers(recurse=False):
+                saved.append((sub, name, buf.detach().clone()))
+    try:
+        yield
+    finally:
+        for sub, name, buf in saved:
+            setattr(sub, name, buf)

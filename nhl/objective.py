@@ -1,6 +1,6 @@
 """The nested training objective: base losses per length + weighting + distillation.
 
-Ties METHOD.md sections 1-4 together. For one batch of backbone features it returns the total
+Ties docs/method.md §1-5 together. For one batch of backbone features it returns the total
 ``sum_k w_k (loss_k + lambda_D SP_k)`` to backpropagate and a record of what happened (per-length
 losses, weights, whether the dominance rule rescaled anything, gradient cosines on overlaps).
 """
@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from . import distributed
-from .distill import MODES, _students, cascade_loss
+from .distill import MODES, cascade_loss, student_gradients
 from .layer import NestedHashLayer
 from .losses.base import HashLoss
 from .validation import check_choice
 from .weighting import (
     NORMS,
-    _alphas_fired,
+    dominance_rule,
     inner_products_from_outputs,
     overlap_cosines,
     overlap_inner_products,
@@ -81,15 +81,28 @@ class ObjectiveOutput:
         return out
 
 
+@dataclass
+class _Terms:
+    """One batch's per-length terms: base losses and distillation terms (K each), their
+    detached sums ``values`` (K,), the differentiable ``objectives`` (autograd path only) and
+    ``dh`` = d objective_k / dh (K, B, L_K) where computed."""
+
+    base: torch.Tensor | list[torch.Tensor]
+    sp: torch.Tensor | list[torch.Tensor]
+    values: torch.Tensor
+    objectives: list[torch.Tensor] | None
+    dh: torch.Tensor | None
+
+
 class NestedObjective(nn.Module):
     """``sum_k w_k (loss_k + lambda_D SP_k)`` for a :class:`NestedHashLayer`.
 
     Args:
         layer: the nested hash layer whose ``weight`` is shared by every length.
         losses: one base loss module per length (e.g. ``nhl.losses.build_nested(...)``).
-        weighting: ``"dominance"`` (METHOD.md section 3), ``"uniform"`` (all ones) or a sequence
+        weighting: ``"dominance"`` (docs/method.md §3), ``"uniform"`` (all ones) or a sequence
             of K fixed weights.
-        distill: lambda_D; 0 turns distillation off (METHOD.md section 4).
+        distill: lambda_D; 0 turns distillation off (docs/method.md §4).
         distill_mode: ``"adjacent"`` (the method), ``"longest"`` or ``"all_pairs"``.
         detach_teacher: stop the teacher's gradient (the method) or not (an ablation).
         beta, norm: parameters of the dominance rule (``norm="shortest"`` is the public code's).
@@ -238,7 +251,7 @@ class NestedObjective(nn.Module):
             base, dh = got
             sp = torch.zeros_like(base)
             if self.distill > 0 and len(self.bit_list) > 1:
-                students = _students(hd, self.bit_list, self.distill_mode)  # checked in __init__
+                students = student_gradients(hd, self.bit_list, self.distill_mode)  # checked in __init__
                 if students is None:
                     return None
                 sp[:-1], dh_sp = students
@@ -262,76 +275,27 @@ class NestedObjective(nn.Module):
         gradients are averaged over the processes before the weights are computed, so every
         process uses the global batch's weights (:mod:`nhl.distributed`).
 
-        When ``z`` carries a graph, ``output.total.backward()`` backpropagates
-        ``sum_k w_k (loss_k + lambda_D SP_k)`` through the whole model with one pass through
-        the losses: the per-length gradients ``d objective_k / d h`` are computed once here
-        (METHOD.md section 3, step 1, needs them for the weights anyway), combined with the
-        weights into ``dL/dh``, and ``total`` carries exactly that gradient into ``h`` (its
-        value is the weighted objective). The loss graph is not kept, so ``total`` can be
-        backpropagated once, as usual. Where :meth:`closed_form` applies (CSQ with prefix
-        targets), the per-length gradients come from formulas and no loss graph is built.
+        The steps of docs/method.md §5, one method each: the per-length terms and, where the
+        weights need them, their gradients ``d objective_k / dh`` (:meth:`_terms`: in closed
+        form, :meth:`closed_form`, or by one backward pass through the loss graph); the weights
+        (:meth:`_weights`, the dominance rule of §3); the total (:meth:`_total`). When ``z``
+        carries a graph, ``output.total.backward()`` backpropagates
+        ``sum_k w_k (loss_k + lambda_D SP_k)`` through the whole model once: ``total`` carries
+        exactly the weighted gradient into ``h`` (its value is the weighted objective). The
+        loss graph is not kept, so ``total`` can be backpropagated once, as usual.
         """
         h = self.layer.project(z) if h is None else h
-        K = len(self.bit_list)
         differentiable = h.requires_grad and torch.is_grad_enabled()
         measure = self.weighting == "dominance" or self.track_gradients
-        closed = self.closed_form(h, y, idx) if differentiable else None
-        if closed is not None:
-            # Terms and every d objective_k / dh in closed form: no loss graph at all.
-            base, sp, dh = closed
-            values = base + self.distill * sp if self.distill > 0 else base
-            if not bool(torch.isfinite(values).all()):  # one check; then find the term
-                self._check_finite(base, "base loss")
-                self._check_finite(sp, "distillation")
-            if scale != 1.0:
-                dh = dh * scale
-        else:
-            outputs = self.layer.split(h)
-            base = self.base_terms(outputs, y, idx)
-            if self.distill > 0 and K > 1:
-                sp = cascade_loss(outputs, mode=self.distill_mode, detach_teacher=self.detach_teacher)
-            else:
-                sp = [h.new_zeros(()) for _ in outputs]
-            self._check_finite(base, "base loss")
-            self._check_finite(sp, "distillation")
-            objectives = [b + self.distill * s for b, s in zip(base, sp)]
-            values = torch.stack([o.detach() for o in objectives])
-            if scale != 1.0:
-                objectives = [o * scale for o in objectives]
-            # Only the weighting (and diagnostics) need the K per-length gradients; otherwise the
-            # weights are known up front and ``total`` is backpropagated as it is (one pass too).
-            dh = self.output_gradients(objectives, outputs, h) if differentiable and measure else None
+        terms = self._terms(h, y, idx, differentiable, measure, scale)
         zd = z.detach()
-        grads = None
-        measured = dh if measure else None  # the per-length gradients, where they are wanted
-        synced = distributed.is_active() and measured is not None
-        if (self.track_gradients or synced) and measured is not None:
-            grads = torch.einsum("kbl,bd->kld", dh, zd)  # g_k = (dL_k/dh)^T z
-            if synced:  # the global batch's g_k: every process gets the same weights
-                grads = distributed.all_reduce_mean(grads)
-        alphas, anti = None, False
-        if self.weighting == "dominance" and measured is not None:
-            # c_ij = <g_i, g_j> on the overlap rows, from dh and z (the g_k are not needed)
-            c = overlap_inner_products(grads, self.bit_list) if grads is not None else inner_products_from_outputs(dh, zd, None if self._separable else self.bit_list)
-            # lengths, beta and norm were checked in __init__; alphas all 1 (weights 1) unless it fired
-            alphas, anti = _alphas_fired(c, self.beta, self.norm)
-            weights = weights_from_alphas(alphas) if anti else h.new_ones(K)
-        elif self.weighting == "fixed":
-            weights = self.fixed_weights.to(h.device, h.dtype)
-        else:
-            weights = h.new_ones(K)
-        weights = weights.detach()
-        value = (values * weights).sum()
-        if dh is None:
-            total = torch.stack(objectives).mul(weights).sum() if differentiable else value
-        else:
-            grad_h = torch.einsum("k,kbl->bl", weights, dh)  # sum_k w_k dL_k/dh
-            surrogate = (h * grad_h).sum()  # d surrogate / dh = grad_h
-            total = value + (surrogate - surrogate.detach())
+        measured = terms.dh if measure else None  # the per-length gradients, where they are wanted
+        grads = self._layer_gradients(measured, zd)
+        weights, alphas, anti = self._weights(measured, zd, grads, h)
         return ObjectiveOutput(
-            total=total,
-            losses=_stacked(base),
-            distill=_stacked(sp),
+            total=self._total(h, terms, weights, differentiable),
+            losses=_stacked(terms.base),
+            distill=_stacked(terms.sp),
             weights=weights,
             alphas=alphas,
             anti_domination=anti,
@@ -340,6 +304,75 @@ class NestedObjective(nn.Module):
             _dh=measured,
             _z=zd,
         )
+
+    def _terms(self, h, y, idx, differentiable: bool, measure: bool, scale: float) -> _Terms:
+        """The per-length base and distillation terms, and ``d objective_k / dh`` when the step
+        is differentiated and the weights (or diagnostics) need them: from :meth:`closed_form`
+        where it applies (no loss graph at all), else by autograd through the loss graph."""
+        closed = self.closed_form(h, y, idx) if differentiable else None
+        if closed is not None:
+            base, sp, dh = closed
+            values = base + self.distill * sp if self.distill > 0 else base
+            if not bool(torch.isfinite(values).all()):  # one check; then find the term
+                self._check_finite(base, "base loss")
+                self._check_finite(sp, "distillation")
+            return _Terms(base, sp, values, None, dh * scale if scale != 1.0 else dh)
+        outputs = self.layer.split(h)
+        base = self.base_terms(outputs, y, idx)
+        if self.distill > 0 and len(self.bit_list) > 1:
+            sp = cascade_loss(outputs, mode=self.distill_mode, detach_teacher=self.detach_teacher)
+        else:
+            sp = [h.new_zeros(()) for _ in outputs]
+        self._check_finite(base, "base loss")
+        self._check_finite(sp, "distillation")
+        objectives = [b + self.distill * s for b, s in zip(base, sp)]
+        values = torch.stack([o.detach() for o in objectives])
+        if scale != 1.0:
+            objectives = [o * scale for o in objectives]
+        # Only the weighting (and diagnostics) need the K per-length gradients; otherwise the
+        # weights are known up front and the total is backpropagated as it is (one pass too).
+        dh = self.output_gradients(objectives, outputs, h) if differentiable and measure else None
+        return _Terms(base, sp, values, objectives, dh)
+
+    def _layer_gradients(self, dh: torch.Tensor | None, zd: torch.Tensor) -> torch.Tensor | None:
+        """``g_k = (d objective_k / dh)^T z`` (K, L_K, d) where they are kept (``track_gradients``)
+        or must be averaged over the processes of a distributed run (the global batch's weights);
+        otherwise None: the weighting needs only their inner products."""
+        synced = distributed.is_active() and dh is not None
+        if dh is None or not (self.track_gradients or synced):
+            return None
+        grads = torch.einsum("kbl,bd->kld", dh, zd)
+        return distributed.all_reduce_mean(grads) if synced else grads
+
+    def _weights(self, dh, zd, grads, h) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """``(weights (K,), alphas or None, whether the rule fired)``: the dominance rule of
+        docs/method.md §3 on the overlap inner products of the per-length gradients, the fixed
+        weights, or all ones."""
+        K = len(self.bit_list)
+        alphas, anti = None, False
+        if self.weighting == "dominance" and dh is not None:
+            # c_ij = <g_i, g_j> on the overlap rows, from dh and z (the g_k are not needed)
+            if grads is not None:
+                c = overlap_inner_products(grads, self.bit_list)
+            else:
+                c = inner_products_from_outputs(dh, zd, None if self._separable else self.bit_list)
+            # lengths, beta and norm were checked in __init__; alphas all 1 (weights 1) unless it fired
+            alphas, anti = dominance_rule(c, self.beta, self.norm)
+            weights = weights_from_alphas(alphas) if anti else h.new_ones(K)
+        elif self.weighting == "fixed":
+            weights = self.fixed_weights.to(h.device, h.dtype)
+        else:
+            weights = h.new_ones(K)
+        return weights.detach(), alphas, anti
+
+    def _total(self, h: torch.Tensor, terms: _Terms, weights: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        """``sum_k w_k objective_k`` whose gradient into ``h`` is ``sum_k w_k d objective_k / dh``."""
+        value = (terms.values * weights).sum()
+        if terms.dh is None:
+            return torch.stack(terms.objectives).mul(weights).sum() if differentiable else value
+        grad_h = torch.einsum("k,kbl->bl", weights, terms.dh)  # sum_k w_k dL_k/dh
+        surrogate = (h * grad_h).sum()  # d surrogate / dh = grad_h
+        return value + (surrogate - surrogate.detach())
 
     def _check_finite(self, terms: Sequence[torch.Tensor] | torch.Tensor, name: str) -> None:
         values = _stacked(terms)

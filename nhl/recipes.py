@@ -1,12 +1,12 @@
 """Per-method training recipes: what each base loss trains with unless told otherwise.
 
-One table, :data:`RECIPES`, holds for every base method (METHOD.md section 2) the learning rate
+One table, :data:`RECIPES`, holds for every base method (docs/method.md §2) the learning rate
 and the base-loss hyper-parameters that :class:`~nhl.config.TrainConfig` uses when they are not
 given (``TrainConfig(method="dhn")`` with nothing else set trains with DHN's recorded values; so
 do ``python -m nhl train --method dhn`` and ``python -m nhl grid``). Every value says where it
 comes from:
 
-* ``"reference code"``: the public NHL implementation's default (the values METHOD.md lists);
+* ``"reference code"``: the public NHL implementation's default (the values docs/method.md §2 lists);
 * ``"paper"``: the method's original paper;
 * ``"validation search"``: chosen here by the mean validation mAP over lengths (validation
   queries carved from the training data, never the query set), see :data:`SEARCH`.

@@ -8,8 +8,8 @@
   return identical distances *and* indices: ties are broken by database index.
 * :func:`tie_aware_recall`: recall@k of any search against the exact answer, where items
   tied with the k-th neighbour are all equally right.
-* :func:`funnel_search`: coarse-to-fine search that exploits nested codes (METHOD.md section
-  1): the short prefix of every code is itself a code, so a short prefix shortlists
+* :func:`funnel_search`: coarse-to-fine search that exploits nested codes (docs/method.md
+  §1): the short prefix of every code is itself a code, so a short prefix shortlists
   candidates cheaply, longer prefixes re-rank them, the last stage gives exact distances.
 """
 
@@ -22,7 +22,7 @@ from math import comb
 import numpy as np
 
 from . import _kernels
-from .metrics import _distance_block, _pack_words, _use_kernels, _words_from_packed
+from .metrics import distance_block, pack_words, use_kernels, words_from_packed
 from .validation import check_bit_list, check_choice, check_codes, check_positive_int
 
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "numpy")
@@ -149,7 +149,7 @@ class HammingIndex:
         self.packed = packed
         faiss = _faiss()
         if backend == "auto":  # the fastest present (benchmarks/README.md, section 2)
-            if _use_kernels(self.bits) or faiss is None or self.bits % 8:
+            if use_kernels(self.bits) or faiss is None or self.bits % 8:
                 backend = "numpy"
             else:
                 backend = "faiss"
@@ -164,7 +164,7 @@ class HammingIndex:
             self._faiss = faiss.IndexBinaryFlat(self.bits)
             self._faiss.add(self.packed)
         else:
-            self._words = np.ascontiguousarray(_words_from_packed(self.packed, self.bits).T)
+            self._words = np.ascontiguousarray(words_from_packed(self.packed, self.bits).T)
         self.backend = backend
         self._funnel_cache: dict[tuple, object] = {}
 
@@ -199,13 +199,13 @@ class HammingIndex:
     def _numpy_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         out_d = np.empty((q.shape[0], k), np.int32)
         out_i = np.empty((q.shape[0], k), np.int64)
-        q_words = _pack_words(q, self.bits)
-        if _use_kernels(self.bits):
+        q_words = pack_words(q, self.bits)
+        if use_kernels(self.bits):
             _knn_in_threads(q_words, self._words, k, self.bits + 1, out_d, out_i)
             return out_d, out_i
         step = max(1, _CHUNK_ELEMENTS // self.ntotal)
         for start in range(0, q.shape[0], step):
-            dist = _distance_block(q_words[:, start : start + step], self._words, self.bits)
+            dist = distance_block(q_words[:, start : start + step], self._words, self.bits)
             for i, d in enumerate(dist, start):
                 idx = _smallest(d, k)
                 out_i[i] = idx
@@ -256,10 +256,10 @@ class HammingIndex:
                 dists.append(dist[a:b][order].astype(np.int32))
                 idxs.append(idx[a:b][order].astype(np.int64))
         else:
-            q_words = _pack_words(q, self.bits)
+            q_words = pack_words(q, self.bits)
             step = max(1, _CHUNK_ELEMENTS // self.ntotal)
             for start in range(0, q.shape[0], step):
-                dist = _distance_block(q_words[:, start : start + step], self._words, self.bits)
+                dist = distance_block(q_words[:, start : start + step], self._words, self.bits)
                 for d in dist:
                     near = np.flatnonzero(d <= radius)
                     near = near[np.argsort(d[near], kind="stable")]
@@ -412,7 +412,7 @@ def funnel_search(
     if len(stages) == 1:  # one stage: exact search on the prefix, ties by database index
         return _exact_prefix_search(index, q_packed, stages[0], k, out_d, out_i)
     step = max(1, min(_FUNNEL_CHUNK, _FUNNEL_ELEMENTS // sizes[0]))  # bound memory per block
-    compiled = _use_kernels(stages[-1]) and stages[0] <= 64
+    compiled = use_kernels(stages[-1]) and stages[0] <= 64
     if compiled and stages[0] <= _MASK_BITS:  # everything in one compiled pass
         _funnel_ball(index, q_packed, stages, sizes, out_d, out_i)
         return out_d, out_i
@@ -480,13 +480,13 @@ def _knn_in_threads(q_words, db_words, k, n_bins, out_d, out_i) -> None:
 def _exact_prefix_search(index, q_packed, bits, k, out_d, out_i):
     """Exact k-NN on the first ``bits`` bits, sorted by (distance, database index)."""
     db = _prefix_words(index, bits)
-    qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
-    if _use_kernels(bits):
+    qw = np.ascontiguousarray(words_from_packed(q_packed, bits).T)
+    if use_kernels(bits):
         _knn_in_threads(qw, db, k, bits + 1, out_d, out_i)
         return out_d, out_i
     step = max(1, _CHUNK_ELEMENTS // index.ntotal)
     for start in range(0, q_packed.shape[0], step):
-        dist = _distance_block(qw[:, start : start + step], db, bits)
+        dist = distance_block(qw[:, start : start + step], db, bits)
         for i, d in enumerate(dist, start):
             out_i[i] = _smallest(d, k)
             out_d[i] = d[out_i[i]]
@@ -510,7 +510,7 @@ def _funnel_compiled(index, q_packed, stages, sizes, buckets, out_d, out_i) -> N
     words = _sorted_words(index, table, stages[0])
     n_rows = q_packed.shape[0]
     row_ptr = np.searchsorted(rows, np.arange(n_rows + 1)).astype(np.int64)
-    qw = np.ascontiguousarray(_words_from_packed(q_packed, index.bits).T)
+    qw = np.ascontiguousarray(words_from_packed(q_packed, index.bits).T)
     masks = np.stack([_prefix_mask(index.bits, b) for b in stages[1:]])
     bins = np.asarray([b + 1 for b in stages], np.int64)
     _kernels.funnel_rows(
@@ -535,7 +535,7 @@ def _funnel_ball(index, q_packed, stages, sizes, out_d, out_i) -> None:
     direct = table.bucket_of_value if table.bucket_of_value is not None else empty
     sorted_values = table._sorted_values if table._sorted_values is not None else empty
     sorted_buckets = table._bucket_of_sorted if table._bucket_of_sorted is not None else empty
-    qw = np.ascontiguousarray(_words_from_packed(q_packed, index.bits).T)
+    qw = np.ascontiguousarray(words_from_packed(q_packed, index.bits).T)
     qv = _prefix_values(q_packed, bits)
     words = _sorted_words(index, table, bits)
     stage_masks = np.stack([_prefix_mask(index.bits, b) for b in stages[1:]])
@@ -552,30 +552,30 @@ def _sorted_words(index, table, bits) -> np.ndarray:
     """(W, N) words of the full codes, stored bucket by bucket (the bucket table's order)."""
     key = ("sorted", bits)
     if key not in index._funnel_cache:
-        words = _words_from_packed(index.packed, index.bits)
+        words = words_from_packed(index.packed, index.bits)
         index._funnel_cache[key] = np.ascontiguousarray(words[table.items].T)
     return index._funnel_cache[key]
 
 
 def _prefix_mask(total_bits: int, bits: int) -> np.ndarray:
-    """Words (layout of :func:`nhl.metrics._words_from_packed`) with the first ``bits`` bits
+    """Words (layout of :func:`nhl.metrics.words_from_packed`) with the first ``bits`` bits
     set, so that popcount((q ^ x) & mask) is the distance on that prefix."""
     ones = np.packbits(np.arange(total_bits) < bits)[None, :]
-    return np.ascontiguousarray(_words_from_packed(ones, total_bits)[0])
+    return np.ascontiguousarray(words_from_packed(ones, total_bits)[0])
 
 
 def _prefix_words(index: HammingIndex, bits: int) -> np.ndarray:
     """(W, N) words of the first ``bits`` bits of every database code (cached)."""
     key = ("words", bits)
     if key not in index._funnel_cache:
-        index._funnel_cache[key] = np.ascontiguousarray(_words_from_packed(index.packed, bits).T)
+        index._funnel_cache[key] = np.ascontiguousarray(words_from_packed(index.packed, bits).T)
     return index._funnel_cache[key]
 
 
 def _row_distances(index, q_packed, items, bits) -> np.ndarray:
     """(rows, S) distances at ``bits`` bits between query ``r`` and the items ``items[r]``."""
     db = _prefix_words(index, bits)  # (W, N), each word contiguous
-    qw = _words_from_packed(q_packed, bits)
+    qw = words_from_packed(q_packed, bits)
     dist = np.bitwise_count(np.take(db[0], items) ^ qw[:, :1])
     if bits > 255:
         dist = dist.astype(np.uint16)
@@ -607,13 +607,13 @@ def _buckets_by_scan(table, q_packed, bits, size, min_dist=None, found=None):
     row) items are taken as already collected: the mask enumeration hands over to this scan
     when its next shell would cost more than scanning every bucket.
     """
-    qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
+    qw = np.ascontiguousarray(words_from_packed(q_packed, bits).T)
     n_rows = q_packed.shape[0]
     step = max(1, _SCAN_ELEMENTS // table.n_buckets)
     out_rows, out_buckets = [], []
     for start in range(0, n_rows, step):
         sl = slice(start, min(start + step, n_rows))
-        dist = _distance_block(qw[:, sl], table.words, bits)  # (rows, n_buckets)
+        dist = distance_block(qw[:, sl], table.words, bits)  # (rows, n_buckets)
         order = np.argsort(dist, axis=1, kind="stable")  # ties: bucket (prefix value) order
         sizes = table.sizes[order]
         if min_dist is not None:
@@ -683,11 +683,11 @@ def _expand(table, rows, buckets, size):
 def _first_stage_scan(index, q_packed, bits, size):
     """First stage without buckets: distances of every item's prefix, best ``size`` kept."""
     db = _prefix_words(index, bits)
-    qw = np.ascontiguousarray(_words_from_packed(q_packed, bits).T)
+    qw = np.ascontiguousarray(words_from_packed(q_packed, bits).T)
     step = max(1, _CHUNK_ELEMENTS // index.ntotal)
     items = np.empty((q_packed.shape[0], size), np.int64)
     for start in range(0, q_packed.shape[0], step):
-        dist = _distance_block(qw[:, start : start + step], db, bits)
+        dist = distance_block(qw[:, start : start + step], db, bits)
         for i, d in enumerate(dist, start):
             items[i] = _smallest(d, size)
     return items
@@ -697,7 +697,7 @@ class _BucketTable:
     """Database items grouped by the value of their first ``bits`` (<= 64) bits."""
 
     def __init__(self, packed: np.ndarray, bits: int):
-        words = _words_from_packed(packed, bits)[:, 0]  # one word: bits <= 64
+        words = words_from_packed(packed, bits)[:, 0]  # one word: bits <= 64
         values, first, inverse, sizes = np.unique(
             words, return_index=True, return_inverse=True, return_counts=True
         )

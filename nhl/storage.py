@@ -1,4 +1,4 @@
-"""Storage arithmetic of hash codes vs float features (METHOD.md section 1).
+"""Storage arithmetic of hash codes vs float features (docs/method.md §1).
 
 A b-bit code packs into ceil(b / 8) bytes. Nested codes store only the longest code, because
 every shorter code is its prefix; separate single-length models would store each length.

@@ -1,6 +1,6 @@
 """Training: single-length baselines and nested models with weighting and distillation.
 
-``fit`` follows METHOD.md section 5's selection rule: one epoch is chosen for all lengths by the
+``fit`` follows docs/method.md §6's selection rule: one epoch is chosen for all lengths by the
 mean validation mAP (validation queries carved from the training data, retrieving against the
 rest of the training data), never on the query set. Each epoch ends with an atomic checkpoint,
 so an interrupted run resumes and finishes with exactly the weights of an uninterrupted one.
@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 from . import distributed
 from . import losses as losses_mod
 from .config import TrainConfig
+from .data import cached_splits
 from .devices import autocast, check_amp, grad_scaler, resolve_device, to_device
 from .metrics import map_per_length
-from .models import HashModel, build_model, encode_dataset
+from .models import HashModel, build_model, encode_dataset, preserved_buffers
 from .objective import NestedObjective, NonFiniteLossError, ObjectiveOutput
 from .utils import atomic_torch_save, epoch_seed, seed_everything
 
@@ -111,8 +112,6 @@ def refresh_banks(model: HashModel, objective: NestedObjective, dataset, batch_s
     banked = [k for k, loss in enumerate(objective.losses) if getattr(loss, "bank", None) is not None]
     if not banked:
         return False
-    from .diagnostics import preserved_buffers
-
     device = _model_device(model)
     was_training = model.training
     with preserved_buffers(model):
@@ -187,6 +186,33 @@ class _TrainBatches:
             yield to_device((x, y, idx), self.device)
 
 
+@dataclass
+class _Selection:
+    """The history so far and the selected epoch: what a checkpoint stores and resumes."""
+
+    rows: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    best_epoch: int = -1
+    best_score: float = -np.inf
+    best_state: dict | None = None
+
+    def resume(self, ckpt: dict, model, objective, optimizer, scaler) -> None:
+        model.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        self.rows, self.start_epoch = list(ckpt["history"]), int(ckpt["epoch"]) + 1
+        self.best_epoch, self.best_score = int(ckpt["best_epoch"]), float(ckpt["best_score"])
+        self.best_state = ckpt["best_state"]
+
+    def consider(self, epoch: int, score: float, model: nn.Module) -> None:
+        """Keep ``model`` (on the CPU) when its validation score is the best so far."""
+        if score > self.best_score:
+            self.best_epoch, self.best_score = epoch, score
+            self.best_state = _cpu_state(model)
+
+
 def fit(
     config: TrainConfig,
     splits=None,
@@ -220,150 +246,144 @@ def fit(
     ``config.device`` picks the device (:mod:`nhl.devices`); under ``torchrun`` the run is
     distributed over the processes with DistributedDataParallel (:mod:`nhl.distributed`):
     every process trains on its share of each global batch, rank 0 evaluates and writes the
-    checkpoint. Returns :class:`FitResult` with the model at the selected epoch (on the CPU)
-    and a long-format history (one row per epoch and length).
+    checkpoint. Every epoch: refresh the memory banks when due, train one pass
+    (:func:`_train_epoch`), evaluate on the validation split when due and keep the best epoch
+    (docs/method.md §6), write the checkpoint. Returns :class:`FitResult` with the model at the
+    selected epoch (on the CPU) and a long-format history (one row per epoch and length).
     """
     device = resolve_device(config.device)
     distributed.init_from_env(device)
     device = distributed.local_device(device)
     check_amp(config.amp, device)
     if splits is None:
-        from .experiments import get_splits
-
-        splits = get_splits(config)
+        splits = cached_splits(config.dataset, protocol=config.protocol, seed=config.split_seed)
     model, objective = build(config, splits) if prebuilt is None else prebuilt
+    model, step_module = _place(config, model, objective, device, dtype, track_gradients)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scaler = grad_scaler(device, config.amp)
+    ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    main = distributed.is_main()
+    sel = _Selection()
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        ckpt = _resumable(ckpt_path, config)
+        if ckpt is not None:
+            sel.resume(ckpt, model, objective, optimizer, scaler)
+
+    source = _TrainBatches(splits.train, device, loader_workers)
+    bar = tqdm(range(sel.start_epoch, config.epochs), desc=f"{config.method} {config.kind}",
+               disable=not progress or not main, initial=sel.start_epoch, total=config.epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()  # the bank refresh is part of the training cost
+        if config.bank_refresh == "epoch" or (config.bank_refresh == "start" and epoch == 0):
+            refresh_banks(model, objective, splits.train, config.batch_size)
+        means, anti = _train_epoch(config, epoch, model, objective, step_module, optimizer, scaler,
+                                   source, step_callback, ckpt_path)
+        train_seconds = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        evaluate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+        val = validation_map(model, splits, config.bit_list) if evaluate and main \
+            else dict.fromkeys(config.bit_list, np.nan)
+        sel.rows += _history_rows(epoch, config.bit_list, means, anti, val, train_seconds,
+                                  time.perf_counter() - t0)
+        if evaluate and main:
+            score = float(np.mean([val[b] for b in config.bit_list]))
+            sel.consider(epoch, score, model)
+            bar.set_postfix(loss=f"{means[0].mean():.3f}", val_map=f"{score:.3f}", best=sel.best_epoch)
+        if ckpt_path is not None and main:
+            save_checkpoint(ckpt_path, dict(
+                config=_identity_json(config), epoch=int(epoch), model=_cpu_state(model),
+                objective=_cpu_state(objective), optimizer=optimizer.state_dict(),
+                scaler=scaler.state_dict() if config.amp else {}, history=sel.rows,
+                best_epoch=int(sel.best_epoch), best_score=float(sel.best_score),
+                best_state=sel.best_state))
+        distributed.barrier()
+    bar.close()
+    return _finish(config, model, objective, sel)
+
+
+def _place(config: TrainConfig, model: HashModel, objective: NestedObjective, device: torch.device,
+           dtype: torch.dtype | None, track_gradients: bool) -> tuple[HashModel, nn.Module]:
+    """Move model and objective to ``device`` (and ``dtype``); under an active process group,
+    convert batch norm and wrap the step in DistributedDataParallel. Returns the model (its
+    batch norm possibly converted) and the module whose forward runs a training step."""
     model.to(device)
     objective.to(device)
     if dtype is not None:
         model.to(dtype)
         objective.to(dtype)
     objective.track_gradients = track_gradients
-    parallel = distributed.is_active()
-    if parallel:
-        model = distributed.convert_batchnorm(model, device)
-        objective.layer = model.hash_layer
-        step_module: nn.Module = DDP(
-            _Step(model, config.amp), device_ids=[device.index] if device.type == "cuda" else None
-        )
-    else:
-        step_module = _Step(model, config.amp)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scaler = grad_scaler(device, config.amp)
+    if not distributed.is_active():
+        return model, _Step(model, config.amp)
+    model = distributed.convert_batchnorm(model, device)
+    objective.layer = model.hash_layer
+    return model, DDP(_Step(model, config.amp), device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _train_epoch(config, epoch, model, objective, step_module, optimizer, scaler, source,
+                 step_callback, ckpt_path) -> tuple[np.ndarray, float]:
+    """One pass over the training split in this epoch's seeded order: per batch the objective
+    (docs/method.md §5), one backward pass and an Adam step. Returns the (3, K) means of the
+    per-length losses, distillation terms and weights, and the share of steps where the
+    dominance rule fired."""
     bits = config.bit_list
-    rows: list[dict] = []
-    start_epoch, best_epoch, best_score, best_state = 0, -1, -np.inf, None
-    ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
-    main = distributed.is_main()
+    model.train()
+    objective.train()
+    torch.manual_seed(epoch_seed(config.seed, epoch))
+    sums = torch.zeros(3, len(bits), dtype=torch.float64)
+    anti, steps = 0, 0
+    batches = _batches(len(source.dataset), config.batch_size, epoch_seed(config.seed, epoch))
+    local = [distributed.local_part(pos) for pos in batches]
+    with distributed.bank_gathering(distributed.is_active()):
+        for step, (pos, (x, y, idx)) in enumerate(zip(batches, source(local))):
+            try:
+                z, h = step_module(x)
+                out = objective(z, y, idx, h=h, scale=distributed.local_scale(len(idx), len(pos)))
+            except NonFiniteLossError as err:
+                raise _diverged(err, epoch, step, ckpt_path) from err
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            sums += torch.stack([out.losses, out.distill, out.weights]).double().cpu()
+            anti += int(out.anti_domination)
+            steps += 1
+            if step_callback is not None:
+                step_callback(epoch, step, out, model)
+    sums = distributed.all_reduce_mean(sums)  # every process's local losses, averaged
+    return (sums / max(steps, 1)).numpy(), anti / max(steps, 1)
 
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        ckpt = _resumable(ckpt_path, config)
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            objective.load_state_dict(ckpt["objective"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            rows, start_epoch = list(ckpt["history"]), int(ckpt["epoch"]) + 1
-            best_epoch, best_score, best_state = int(ckpt["best_epoch"]), float(ckpt["best_score"]), ckpt["best_state"]
 
-    source = _TrainBatches(splits.train, device, loader_workers)
-    bar = tqdm(
-        range(start_epoch, config.epochs),
-        desc=f"{config.method} {config.kind}",
-        disable=not progress or not main,
-        initial=start_epoch,
-        total=config.epochs,
-    )
-    for epoch in bar:
-        t0 = time.perf_counter()  # the bank refresh is part of the training cost
-        if config.bank_refresh == "epoch" or (config.bank_refresh == "start" and epoch == 0):
-            refresh_banks(model, objective, splits.train, config.batch_size)
-        model.train()
-        objective.train()
-        torch.manual_seed(epoch_seed(config.seed, epoch))
-        sums = torch.zeros(3, len(bits), dtype=torch.float64)
-        anti, steps = 0, 0
-        batches = _batches(len(splits.train), config.batch_size, epoch_seed(config.seed, epoch))
-        local = [distributed.local_part(pos) for pos in batches]
-        with distributed.bank_gathering(parallel):
-            for step, (pos, (x, y, idx)) in enumerate(zip(batches, source(local))):
-                try:
-                    z, h = step_module(x)
-                    out = objective(z, y, idx, h=h, scale=distributed.local_scale(len(idx), len(pos)))
-                except NonFiniteLossError as err:
-                    if ckpt_path is None or epoch == 0:
-                        kept = "no checkpoint was written yet" if ckpt_path else "no run_dir, so no checkpoint"
-                    else:
-                        kept = f"the last good checkpoint (end of epoch {epoch - 1}) is kept in {ckpt_path}"
-                    raise TrainingDivergedError(f"epoch {epoch} step {step}: {err}. Training stopped; {kept}") from err
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(out.total).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                sums += torch.stack([out.losses, out.distill, out.weights]).double().cpu()
-                anti += int(out.anti_domination)
-                steps += 1
-                if step_callback is not None:
-                    step_callback(epoch, step, out, model)
-        sums = distributed.all_reduce_mean(sums)  # every process's local losses, averaged
-        train_seconds = time.perf_counter() - t0
+def _diverged(err: NonFiniteLossError, epoch: int, step: int, ckpt_path: Path | None) -> TrainingDivergedError:
+    if ckpt_path is None or epoch == 0:
+        kept = "no checkpoint was written yet" if ckpt_path else "no run_dir, so no checkpoint"
+    else:
+        kept = f"the last good checkpoint (end of epoch {epoch - 1}) is kept in {ckpt_path}"
+    return TrainingDivergedError(f"epoch {epoch} step {step}: {err}. Training stopped; {kept}")
 
-        t0 = time.perf_counter()
-        evaluate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
-        val = dict.fromkeys(bits, np.nan)
-        if evaluate and main:
-            val = validation_map(model, splits, bits)
-        eval_seconds = time.perf_counter() - t0
-        means = (sums / max(steps, 1)).numpy()
-        for k, b in enumerate(bits):
-            rows.append(
-                dict(
-                    epoch=int(epoch),
-                    bits=int(b),
-                    loss=float(means[0, k]),
-                    distill=float(means[1, k]),
-                    weight=float(means[2, k]),
-                    anti_domination=anti / max(steps, 1),
-                    val_map=float(val[b]),
-                    train_seconds=float(train_seconds),
-                    eval_seconds=float(eval_seconds),
-                )
-            )
-        if evaluate and main:
-            score = float(np.mean([val[b] for b in bits]))
-            if score > best_score:
-                best_epoch, best_score = epoch, score
-                best_state = _cpu_state(model)
-            bar.set_postfix(loss=f"{means[0].mean():.3f}", val_map=f"{score:.3f}", best=best_epoch)
-        if ckpt_path is not None and main:
-            save_checkpoint(
-                ckpt_path,
-                dict(
-                    config=_identity_json(config),
-                    epoch=int(epoch),
-                    model=_cpu_state(model),
-                    objective=_cpu_state(objective),
-                    optimizer=optimizer.state_dict(),
-                    scaler=scaler.state_dict() if config.amp else {},
-                    history=rows,
-                    best_epoch=int(best_epoch),
-                    best_score=float(best_score),
-                    best_state=best_state,
-                ),
-            )
-        distributed.barrier()
-    bar.close()
+
+def _history_rows(epoch, bits, means, anti, val, train_seconds, eval_seconds) -> list[dict]:
+    """One history row per length of this epoch."""
+    return [dict(epoch=int(epoch), bits=int(b), loss=float(means[0, k]), distill=float(means[1, k]),
+                 weight=float(means[2, k]), anti_domination=anti, val_map=float(val[b]),
+                 train_seconds=float(train_seconds), eval_seconds=float(eval_seconds))
+            for k, b in enumerate(bits)]
+
+
+def _finish(config: TrainConfig, model: HashModel, objective: NestedObjective, sel: _Selection) -> FitResult:
+    """The model at the selected epoch (every process agrees on it), on the CPU, in eval mode."""
     model.to("cpu")
     objective.to("cpu")
-    if parallel:
-        best_epoch, best_score, best_state = distributed.broadcast_object((best_epoch, best_score, best_state))
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if distributed.is_active():
+        sel.best_epoch, sel.best_score, sel.best_state = distributed.broadcast_object(
+            (sel.best_epoch, sel.best_score, sel.best_state))
+    if sel.best_state is not None:
+        model.load_state_dict(sel.best_state)
     model.eval()
-    history = pd.DataFrame(rows)
+    history = pd.DataFrame(sel.rows)
     if not history.empty:
-        history["selected"] = history["epoch"] == best_epoch
-    return FitResult(config, model, objective, history, best_epoch, float(best_score))
+        history["selected"] = history["epoch"] == sel.best_epoch
+    return FitResult(config, model, objective, history, sel.best_epoch, float(sel.best_score))
 
 
 def _cpu_state(module: nn.Module) -> dict:

@@ -1,4 +1,10 @@
-"""Small shared utilities: seeding and atomic file writes."""
+"""Small shared utilities: seeding, atomic file writes, and where data and runs live.
+
+``NHL_DATA`` and ``NHL_RUNS`` override the default folders; otherwise they are ``data/`` and
+``runs/`` in the project folder (the nearest folder above the working directory that holds
+``nhl/`` and ``pyproject.toml``), else in the working directory. ``NHL_QUICK=1`` is the one
+switch of the tutorial's quick mode.
+"""
 
 from __future__ import annotations
 
@@ -52,3 +58,28 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) that looks like the project."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "nhl").is_dir():
+            return folder
+    return here
+
+
+def data_dir() -> Path:
+    """Default dataset root (``$NHL_DATA`` or ``<project>/data``)."""
+    return Path(os.environ.get("NHL_DATA") or project_root() / "data")
+
+
+def runs_dir() -> Path:
+    """Default experiment cache (``$NHL_RUNS`` or ``<project>/runs``)."""
+    return Path(os.environ.get("NHL_RUNS") or project_root() / "runs")
+
+
+def quick_mode() -> bool:
+    """The one documented switch: ``NHL_QUICK=1`` shrinks data and epochs for smoke runs."""
+    return os.environ.get("NHL_QUICK", "0").strip().lower() not in ("", "0", "false", "no")

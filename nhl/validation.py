@@ -60,7 +60,7 @@ def to_numpy(x, name: str) -> np.ndarray:
 def check_codes(codes, name: str = "codes", allow_01: bool = True) -> np.ndarray:
     """Validate binary codes and return them as an ``int8`` array of +1/-1, shape (N, L).
 
-    Accepts +1/-1 codes (the package's convention, see METHOD.md section 1) and, when
+    Accepts +1/-1 codes (the package's convention, see docs/method.md §1) and, when
     ``allow_01``, 0/1 codes, which are mapped 0 -> -1, 1 -> +1. Anything else is rejected:
     real-valued network outputs must be binarised first with :func:`nhl.binarize`.
     """

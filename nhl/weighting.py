@@ -1,4 +1,4 @@
-"""Dominance-aware dynamic weighting, "A" in the paper (METHOD.md section 3).
+"""Dominance-aware dynamic weighting, "A" in the paper (docs/method.md §3).
 
 Given the gradient ``g_k`` of each length's objective with respect to the shared hash-layer weight
 ``W`` (L_K x d; rows beyond L_k are zero), find weights ``w_k`` that keep every short code's
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .layer import prefix_mask
 from .validation import check_bit_list, check_choice
 
 NORMS = ("own", "shortest")
@@ -34,13 +35,6 @@ def _stack(grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: tuple[int, ..
     return g.reshape(g.shape[0], g.shape[1], -1)
 
 
-@functools.lru_cache(maxsize=64)
-def _rows_mask(bits: tuple[int, ...], rows: int, device, dtype) -> torch.Tensor:
-    """(K, L_K, 1) mask: 1 on rows 1..L_k of length k, 0 beyond (cached; do not modify)."""
-    lens = torch.tensor(bits, device=device)
-    return (torch.arange(rows, device=device)[None, :] < lens[:, None]).to(dtype)[:, :, None]
-
-
 def overlap_inner_products(
     grads: Sequence[torch.Tensor] | torch.Tensor, bit_list: Sequence[int]
 ) -> torch.Tensor:
@@ -52,7 +46,7 @@ def overlap_inner_products(
     """
     bits = check_bit_list(bit_list)
     g = _stack(grads, bits)
-    g = (g * _rows_mask(bits, g.shape[1], g.device, g.dtype)).flatten(1)
+    g = (g * prefix_mask(bits, g.shape[1], g.device, g.dtype)[:, :, None]).flatten(1)
     return g @ g.T
 
 
@@ -62,7 +56,7 @@ def overlap_cosines(
     """Cosine similarity of every pair of gradients on their shared rows (K x K, diagonal 1)."""
     bits = check_bit_list(bit_list)
     g = _stack(grads, bits)
-    g = g * _rows_mask(bits, g.shape[1], g.device, g.dtype)
+    g = g * prefix_mask(bits, g.shape[1], g.device, g.dtype)[:, :, None]
     c = overlap_inner_products(g, bits)
     sq = (g * g).sum(dim=2).cumsum(dim=1)  # (K, L_K): squared norm of rows 1..r of each g
     lens = torch.tensor(bits, device=g.device)
@@ -83,7 +77,7 @@ def dominance_alphas(
 ) -> torch.Tensor:
     """Pairwise scaling factors ``alpha_ij`` (K x K, upper triangle used; others 1).
 
-    METHOD.md section 3 steps 2-5: ``c_ij`` on the overlap rows, threshold
+    docs/method.md §3 steps 2-5: ``c_ij`` on the overlap rows, threshold
     ``tau_i = beta ||g_i||^2 / (K - 1)`` (``norm="shortest"`` uses ``||g_1||`` for every ``i``, as
     the public reference code does), ``alpha_ij = tau_i / (-c_ij)`` when ``-c_ij > tau_i``, then the
     cap ``alpha_ij <= alpha_{i,i+1}`` for ``j > i + 1``.
@@ -105,10 +99,10 @@ def alphas_from_inner_products(
     K = len(bits)
     if c.shape != (K, K):
         raise ValueError(f"c must be {K} x {K} for bit_list {bits}, got {tuple(c.shape)}")
-    return _alphas_fired(c, beta, norm)[0]
+    return dominance_rule(c, beta, norm)[0]
 
 
-def _alphas_fired(c: torch.Tensor, beta: float, norm: str) -> tuple[torch.Tensor, bool]:
+def dominance_rule(c: torch.Tensor, beta: float, norm: str) -> tuple[torch.Tensor, bool]:
     """:func:`alphas_from_inner_products` without the input checks (the training step's hot
     path: :class:`nhl.NestedObjective` checked its lengths, beta and norm once), and whether
     the rule rescaled anything (some ``alpha_ij < 1``). When nothing conflicts every alpha is
@@ -151,7 +145,7 @@ def inner_products_from_outputs(
     """
     if bit_list is not None:
         bits = check_bit_list(bit_list)
-        dh = dh * _rows_mask(bits, dh.shape[2], dh.device, dh.dtype).transpose(1, 2)
+        dh = dh * prefix_mask(bits, dh.shape[2], dh.device, dh.dtype)[:, None, :]
     zz = z @ z.T
     D = dh.flatten(1)
     return D @ torch.matmul(zz, dh).flatten(1).T
@@ -170,7 +164,7 @@ def dominance_aware_weights(
     beta: float = 1.0,
     norm: str = "own",
 ) -> torch.Tensor:
-    """Weights ``w`` (K,) of METHOD.md section 3; they sum to K and carry no gradient.
+    """Weights ``w`` (K,) of docs/method.md §3; they sum to K and carry no gradient.
 
     Args:
         grads: ``grads[k]`` is d(loss_k + lambda_D SP_k)/dW, shape (L_K, d), for the layer's

@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nhl import results  # noqa: E402
-from nhl.ablation_explorer import (  # noqa: E402
+from nhl.studies import statistics  # noqa: E402
+from nhl.tutorial.ablation_explorer import (  # noqa: E402
     REQUIRED_COLUMNS,
     VARIANT_COLOURS,
     AblationExplorer,
@@ -139,7 +139,7 @@ def test_paired_difference_equals_results_paired(explorer, table, bits, metric):
     rows = _slice(table, "fashion-mnist-100", "csq")
     assert list(view.paired.index) == ["weighting", "distill", "nhl"]
     for v in view.paired.index:
-        ref = results.paired(rows, v, "plain", value=metric)
+        ref = statistics.paired(rows, v, "plain", value=metric)
         ref = ref[ref["bits"].astype(str) == str(bits)].iloc[0]
         for col in ("diff", "sd", "n", "ci95"):
             assert view.paired.at[v, col] == pytest.approx(ref[col])

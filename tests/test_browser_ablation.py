@@ -9,7 +9,7 @@ widget redrew (its ``data-bits`` / ``data-method`` and ``data-values`` attribute
 screenshot goes to ``build/ablation-explorer.png``. Skipped when Chromium or Playwright is
 missing, except under CI (``CI=true``), where that is a failure.
 
-What the notebook must do: display ``AblationExplorer(...).widget`` (:mod:`nhl.ablation_explorer`)
+What the notebook must do: display ``AblationExplorer(...).widget`` (:mod:`nhl.tutorial.ablation_explorer`)
 in some cell, over a table with more than one code length (and, for the dropdown step, more than
 one method for the initial dataset), and run top to bottom without errors in quick mode.
 """
@@ -134,7 +134,7 @@ def drive_ablation_explorer(notebook_dir: Path, notebook: str, tmp_path: Path, b
                    if c["cell_type"] == "code")
     assert "AblationExplorer" in code, (
         f"{notebook} never builds the ablation explorer; it needs a cell such as "
-        "`explorer = AblationExplorer(); explorer.widget` (nhl.ablation_explorer)")
+        "`explorer = AblationExplorer(); explorer.widget` (nhl.tutorial.ablation_explorer)")
     build.mkdir(exist_ok=True)
 
     dirs = _write_settings(tmp_path)

@@ -1,6 +1,6 @@
 """The tutorial site (``make site``) in headless Chromium, offline.
 
-Builds ``build/site`` when it is older than its inputs (:func:`nhl.website.is_current`), serves it
+Builds ``build/site`` when it is older than its inputs (:func:`tools.site.is_current`), serves it
 from a local HTTP server and opens every page once. Checks: no console error, page error, failed
 or non-local request (MathJax and everything else must come from the site itself); every image
 decoded (non-zero natural width) and at least as many in a notebook's outputs as the notebook has
@@ -64,7 +64,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site() -> Path:
     _requirements_or_skip()
-    from nhl import website
+    from tools import site as website
 
     if not website.is_current(SITE, ROOT):
         website.build(SITE, ROOT)
@@ -105,7 +105,7 @@ def site_pages(site: Path) -> list[str]:
 
 
 def notebook_pages(site: Path) -> list[str]:
-    """The notebook pages in reading order (as nhl.tutorial orders the notebooks)."""
+    """The notebook pages in reading order (as tools.notebooks orders the notebooks)."""
     return sorted(p for p in site_pages(site) if re.fullmatch(r"notebooks/\d\d_[^/]+\.html", p))
 
 
@@ -192,7 +192,7 @@ def _markdown_has_math(nb_path: Path) -> bool:
 
 
 def test_site_has_every_notebook(site):
-    from nhl.tutorial import notebook_paths
+    from tools.notebooks import notebook_paths
 
     names = [p.stem for p in notebook_paths(ROOT / "notebooks")]
     assert notebook_pages(site) == [f"notebooks/{n}.html" for n in names]

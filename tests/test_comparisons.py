@@ -1,4 +1,4 @@
-"""Nested vs single-length comparisons in each dataset's metric (nhl.comparisons) on hand-made tables."""
+"""Nested vs single-length comparisons in each dataset's metric (nhl.studies.comparisons) on hand-made tables."""
 
 from types import SimpleNamespace
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nhl import comparisons
 from nhl.metrics import map_per_length
-from nhl.results import paired, t_quantile
+from nhl.studies import comparisons
+from nhl.studies.statistics import paired, t_quantile
 
 DATASETS = (("ten", None), ("hundred", 1000))
 
@@ -103,18 +103,18 @@ def test_sign_counts_and_ci_cells():
 
 
 def test_study_table_says_when_it_is_not_yet_computed(monkeypatch):
-    import nhl.results
+    import nhl.studies.results
 
     def missing(name):
         raise FileNotFoundError("results/seeds.csv does not exist")
 
-    monkeypatch.setattr(nhl.results, "get", missing)
+    monkeypatch.setattr(nhl.studies.results, "get", missing)
     table, message = comparisons.study_table("seeds")
     assert table is None and "not yet computed" in message and "/" not in message.split("(")[0]
-    monkeypatch.setattr(nhl.results, "get", lambda name: (_table()[lambda t: t["variant"] == "nhl"], "src"))
+    monkeypatch.setattr(nhl.studies.results, "get", lambda name: (_table()[lambda t: t["variant"] == "nhl"], "src"))
     table, message = comparisons.study_table("seeds")
     assert table is None and "not yet computed" in message
-    monkeypatch.setattr(nhl.results, "get", lambda name: (_table(drop={("ten", "dhn", 2, "nhl")}), "src"))
+    monkeypatch.setattr(nhl.studies.results, "get", lambda name: (_table(drop={("ten", "dhn", 2, "nhl")}), "src"))
     table, message = comparisons.study_table("seeds")
     assert len(table) == len(_table()) - 4
     assert "ten dhn (2 seeds)" in message and "hundred csq (3 seeds)" in message

@@ -1,4 +1,4 @@
-"""Student copies of the notebooks (``make student``, :mod:`nhl.course`): nbgrader's solution
+"""Student copies of the notebooks (``make student``, :mod:`tools.student`): nbgrader's solution
 regions removed, solution outputs cleared, everything else intact; each copy still runs in quick
 mode up to its first exercise, where the stub stops it."""
 
@@ -13,7 +13,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from nhl.course import (
+from tools.notebooks import execute_notebook, notebook_paths
+from tools.student import (
     CODE_STUB,
     TEXT_STUB,
     ClearSolutions,
@@ -25,7 +26,6 @@ from nhl.course import (
     until_first_solution,
     write_student_copies,
 )
-from nhl.tutorial import execute_notebook, notebook_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = notebook_paths(ROOT / "notebooks")

@@ -1,11 +1,12 @@
-"""Recorded distillation-vs-base-loss gradients (nhl.distill_probe): a tiny run, cached, harmless."""
+"""Recorded distillation-vs-base-loss gradients (nhl.studies.probes): a tiny run, cached, harmless."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from nhl import distill_probe, experiments, train
+from nhl import experiments, train
 from nhl.config import TrainConfig
+from nhl.studies import probes
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,15 @@ def test_record_terms_rows_are_cached_and_do_not_change_training(dirs, monkeypat
         fits.append(real_fit(*args, **kwargs))
         return fits[-1]
 
-    monkeypatch.setattr(train, "fit", spy)
-    frame = distill_probe.record_terms(config, every=2, **dirs)
-    assert list(frame.columns) == list(distill_probe.COLUMNS)
+    monkeypatch.setattr(probes, "fit", spy)
+    frame = probes.record_terms(config, every=2, **dirs)
+    assert list(frame.columns) == list(probes.COLUMNS)
     steps = sorted(frame["iteration"].unique())
     assert steps[0] == 0 and all(s % 2 == 0 for s in steps) and len(steps) >= 2
     assert sorted(frame["bits"].unique()) == [8, 16]  # the longest code has no teacher
     np.testing.assert_allclose(frame["ratio"], frame["distill"] / frame["base"], rtol=1e-6)
     assert frame["cosine"].between(-1, 1).all() and (frame["distill"] > 0).all()
-    assert distill_probe.recording_path(config, 2, root=dirs["root"],
+    assert probes.recording_path(config, 2, root=dirs["root"],
                                         data_root=dirs["data_root"]).exists()
 
     # the probe leaves training alone: the same history as a run without it
@@ -52,22 +53,22 @@ def test_record_terms_rows_are_cached_and_do_not_change_training(dirs, monkeypat
         raise AssertionError("record_terms trained although the recording is cached")
 
     monkeypatch.setattr(train, "fit", boom)
-    again = distill_probe.record_terms(config, every=2, **dirs)
+    again = probes.record_terms(config, every=2, **dirs)
     pd.testing.assert_frame_equal(again, frame, check_dtype=False)
 
 
 def test_term_summary_and_bad_inputs(dirs):
-    frame = distill_probe.record_terms(_config(), every=2, **dirs)
-    s = distill_probe.term_summary(frame)
+    frame = probes.record_terms(_config(), every=2, **dirs)
+    s = probes.term_summary(frame)
     assert list(s.index.names) == ["method", "bits"]
     later = frame[frame["iteration"] > 0]
     assert s.loc[("dhn", 8), "median ratio"] == pytest.approx(later[later["bits"] == 8]["ratio"].median())
     assert s.loc[("dhn", 8), "steps"] == later["iteration"].nunique()
     with pytest.raises(ValueError, match="columns"):
-        distill_probe.term_summary(frame.drop(columns="cosine"))
+        probes.term_summary(frame.drop(columns="cosine"))
     with pytest.raises(ValueError, match="distill"):
-        distill_probe.record_terms(_config().variant("plain"), **dirs)
+        probes.record_terms(_config().variant("plain"), **dirs)
     with pytest.raises(ValueError, match="nested"):
-        distill_probe.record_terms(_config(bit_list=(16,)).replace(distill=1.0), **dirs)
+        probes.record_terms(_config(bit_list=(16,)).replace(distill=1.0), **dirs)
     with pytest.raises(ValueError, match="every"):
-        distill_probe.record_terms(_config(), every=0, **dirs)
+        probes.record_terms(_config(), every=0, **dirs)

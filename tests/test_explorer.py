@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nhl.explorer import Explorer, Retrieved, pick_query  # noqa: E402
+from nhl.tutorial.explorer import Explorer, Retrieved, pick_query  # noqa: E402
 
 N_DB = 20
 
@@ -220,7 +220,7 @@ def test_grid_captions_show_class_names(splits):
 def test_run_label_and_available_runs(monkeypatch, tmp_path):
     from nhl import experiments
     from nhl.config import TrainConfig
-    from nhl.explorer import available_runs, run_label
+    from nhl.tutorial.explorer import available_runs, run_label
 
     base = TrainConfig(method="dhn", epochs=3)
     splits = SimpleNamespace(fingerprint="fp")

@@ -1,11 +1,13 @@
-"""Reading the method grid back from the run cache (nhl.grid): never trains, None when incomplete."""
+"""Reading the method grid back from the run cache (nhl.studies.grid): never trains, None when incomplete."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from nhl import experiments, grid, studies
+from nhl import experiments
 from nhl.config import TrainConfig
+from nhl.metrics import chance_map
+from nhl.studies import grid, statistics
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +22,8 @@ def _config(**kw):
     return TrainConfig(**base)
 
 
-def test_grid_configs_lists_nested_then_baselines():
-    cfgs = grid.grid_configs(_config(), ["CSQ", "dsh"])
+def test_comparison_configs_lists_nested_then_baselines():
+    cfgs = grid.comparison_configs(_config(), ["CSQ", "dsh"])
     assert [(c.method, c.kind) for c in cfgs] == [
         ("csq", "nested-nhl"), ("csq", "single-8"), ("csq", "single-16"),
         ("dsh", "nested-nhl"), ("dsh", "single-8"), ("dsh", "single-16"),
@@ -36,7 +38,7 @@ def test_load_grid_is_none_until_every_run_is_cached_then_matches_studies(dirs):
     assert grid.load_grid(config, ["csq"], **dirs) is None
     assert [c.kind for c in grid.missing_runs(config, ["csq"], **dirs)] == ["single-8", "single-16"]
 
-    trained = studies.grid(config, ["csq"], progress=False, **dirs)
+    trained = grid.grid(config, ["csq"], progress=False, **dirs)
     loaded = grid.load_grid(config, ["csq"], **dirs)
     assert grid.missing_runs(config, ["csq"], **dirs) == []
     assert list(loaded.columns) == list(grid.COLUMNS)
@@ -101,19 +103,24 @@ def _long_grid():
     return pd.DataFrame(rows)
 
 
-def test_chance_map_single_label_is_the_class_overlap(dirs):
+def test_chance_map_of_a_dataset_is_the_exact_chance_level_of_its_split(dirs):
     splits = experiments.get_splits(_config(protocol=None), dirs["data_root"])
+    got = statistics.chance_map("digits", data_root=dirs["data_root"])
+    assert got == pytest.approx(chance_map(splits.query.labels, splits.database.labels))
     q, db = splits.query.labels.double(), splits.database.labels.double()
-    expected = float(q.mean(0) @ db.mean(0))
-    assert grid.chance_map("digits", data_root=dirs["data_root"]) == pytest.approx(expected)
-    assert 0.05 < expected < 0.15  # ten roughly balanced classes
+    share = float(q.mean(0) @ db.mean(0))  # relevant share R / N, what a random order averages near
+    assert got == pytest.approx(share, abs=0.01) and 0.05 < share < 0.15  # ten balanced classes
 
 
-def test_chance_map_multilabel_is_the_share_of_relevant_items():
+def test_chance_map_multilabel_is_near_the_share_of_relevant_items():
     splits = experiments.get_splits(TrainConfig(dataset="fashion-mnist-multilabel", protocol="quick"))
     q, db = splits.query.labels.double(), splits.database.labels.double()
-    expected = float(((q @ db.T) > 0).double().mean())
-    assert grid.chance_map("fashion-mnist-multilabel", protocol="quick") == pytest.approx(expected)
+    share = float(((q @ db.T) > 0).double().mean())
+    got = statistics.chance_map("fashion-mnist-multilabel", protocol="quick")
+    assert got == pytest.approx(chance_map(splits.query.labels, splits.database.labels))
+    assert got == pytest.approx(share, abs=0.01)
+    assert statistics.chance_map("fashion-mnist-multilabel", protocol="quick", topk=50) == pytest.approx(
+        chance_map(splits.query.labels, splits.database.labels, topk=50))
 
 
 def test_collapse_check_flags_cells_near_chance():

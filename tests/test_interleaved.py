@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nhl.interleaved import interleaved_timings, summarize_timings, verdict
+from nhl.studies.timing import interleaved_timings, summarize_timings, verdict
 
 
 def test_rounds_are_interleaved_and_shuffled():

@@ -1,7 +1,7 @@
 """Tests for nhl.losses: hand-computed values on tiny inputs, banks, registry, nested targets.
 
-Every expected value is computed here with plain numpy / math from the formulas of METHOD.md
-section 2 (often in the papers' original, non-stable form), not through the package's code.
+Every expected value is computed here with plain numpy / math from the formulas of docs/method.md
+§2 (often in the papers' original, non-stable form), not through the package's code.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every base loss learns: a short nested training run on real Fashion-MNIST is far above chance.
 
 This guards against a collapse like the one a ReLU in front of the hash layer caused (four of the
-eight losses at chance, METHOD.md section 5): if a change to the model, a loss, the recipes or the
+eight losses at chance, docs/method.md §6): if a change to the model, a loss, the recipes or the
 training loop makes a method stop learning, this fails for that method.
 """
 

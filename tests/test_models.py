@@ -1,4 +1,4 @@
-"""The backbone must hand the hash layer centred features (METHOD.md section 5)."""
+"""The backbone must hand the hash layer centred features (docs/method.md §6)."""
 
 import torch
 import torch.nn.functional as F

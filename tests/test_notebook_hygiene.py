@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nhl.tutorial import notebook_paths
+from tools.notebooks import notebook_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = notebook_paths(ROOT / "notebooks")

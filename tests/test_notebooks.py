@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from nhl.tutorial import execute_notebook, notebook_paths
+from tools.notebooks import execute_notebook, notebook_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = notebook_paths(ROOT / "notebooks")

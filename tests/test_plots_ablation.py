@@ -9,8 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nhl import summaries  # noqa: E402
 from nhl.plots import ablation  # noqa: E402
+from nhl.studies import report  # noqa: E402
 
 BITS = (8, 16, 32)
 
@@ -79,7 +79,7 @@ def test_lambda_plot_panels_per_method_and_flags_truncated_axes():
                 for m in ("dhn", "csq"):
                     rows.append(dict(method=m, variant="custom", seed=s, bits=b, lambda_D=lam,
                                      mAP=0.3 + 0.01 * s - (0.05 * lam if m == "dhn" else 0)))
-    stats = summaries.lambda_stats(pd.DataFrame(rows))
+    stats = report.lambda_stats(pd.DataFrame(rows))
     axes = ablation.lambda_plot(stats, dataset="fm100")
     assert len(axes) == 2
     assert [a.get_title().split(" on ")[0] for a in axes] == ["csq", "dhn"]  # lambda_stats' order

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nhl.metrics import mean_average_precision  # noqa: E402
+from nhl.metrics import mean_average_precision, tie_group_sizes  # noqa: E402
 from nhl.plots.curves import (  # noqa: E402
     ablation_plot,
     best_per_length,
@@ -24,7 +24,6 @@ from nhl.plots.curves import (  # noqa: E402
     pr_curves,
     pr_small_multiples,
     precision_at_n_plot,
-    tie_group_sizes,
     tie_plot,
     tie_size_plot,
 )

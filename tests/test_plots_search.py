@@ -12,7 +12,6 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from nhl.plots.search import (  # noqa: E402
-    pareto_front,
     place_labels,
     plot_distance_histogram,
     plot_latency,
@@ -20,6 +19,7 @@ from nhl.plots.search import (  # noqa: E402
     plot_pr_curve,
     plot_recall_latency,
 )
+from nhl.studies.search import pareto_front  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

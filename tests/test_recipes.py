@@ -2,8 +2,9 @@
 
 import pytest
 
-from nhl import experiments, losses, recipes, results
+from nhl import experiments, losses, recipes
 from nhl.config import TrainConfig
+from nhl.studies import results
 
 
 def test_every_method_has_a_recipe_with_sources():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nhl import results
 from nhl.config import TrainConfig
+from nhl.studies import catalogue, grid, results, runner, statistics
 
 
 def _tiny(**kw):
@@ -25,14 +25,14 @@ def tiny_study(monkeypatch):
             out += [nested, nested.variant("plain"), *(nested.baseline(b) for b in nested.bit_list)]
         return out
 
-    study = results.Study("tiny", "two seeds of a tiny grid", configs)
-    monkeypatch.setitem(results.STUDIES, "tiny", study)
+    study = catalogue.Study("tiny", "two seeds of a tiny grid", configs)
+    monkeypatch.setitem(catalogue.STUDIES, "tiny", study)
     return study
 
 
 def test_run_study_writes_table_and_stamp(tmp_path, tiny_study):
     dirs = dict(root=tmp_path / "runs", data_root=tmp_path / "data", out=tmp_path / "results")
-    tables = results.run_study(["tiny"], workers=2, threads=1, progress=False, **dirs)
+    tables = runner.run_study(["tiny"], workers=2, threads=1, progress=False, **dirs)
     table = tables["tiny"]
     assert len(table) == 2 * (2 + 2 + 2)  # per seed: nested nhl and plain (2 lengths), 2 baselines
     assert set(table["variant"]) == {"nhl", "plain", "single"}
@@ -44,11 +44,11 @@ def test_run_study_writes_table_and_stamp(tmp_path, tiny_study):
     assert stamp["threads per worker"] == 1 and stamp["package_version"]
     assert "results/tiny.csv" in results.describe_source("tiny", dirs["out"])
     # the same study again loads every run from the cache and gives the same numbers
-    second = results.run_study(["tiny"], workers=1, progress=False, **dirs)["tiny"]
+    second = runner.run_study(["tiny"], workers=1, progress=False, **dirs)["tiny"]
     assert np.array_equal(second["mAP"].to_numpy(), table["mAP"].to_numpy())
-    grid = results.as_grid(table[table.seed == 0])
-    assert list(grid.columns[:4]) == ["method", "bits", "baseline mAP", "nested mAP"]
-    assert np.allclose(grid["gain"], grid["nested mAP"] - grid["baseline mAP"])
+    cells = grid.as_grid(table[table.seed == 0])
+    assert list(cells.columns[:4]) == ["method", "bits", "baseline mAP", "nested mAP"]
+    assert np.allclose(cells["gain"], cells["nested mAP"] - cells["baseline mAP"])
 
 
 def test_paired_differences_with_confidence_interval():
@@ -57,7 +57,7 @@ def test_paired_differences_with_confidence_interval():
         for bits in (8, 16):
             rows.append(dict(dataset="d", method="m", seed=seed, bits=bits, variant="nhl", mAP=a))
             rows.append(dict(dataset="d", method="m", seed=seed, bits=bits, variant="single", mAP=b))
-    out = results.paired(pd.DataFrame(rows), "nhl", "single")
+    out = statistics.paired(pd.DataFrame(rows), "nhl", "single")
     row8 = out[out.bits == 8].iloc[0]
     d = np.array([0.10, 0.12, 0.08])
     assert row8["diff"] == pytest.approx(d.mean()) and row8["n"] == 3
@@ -65,25 +65,25 @@ def test_paired_differences_with_confidence_interval():
     assert row8["sign"] == "+"
     assert set(out.bits) == {8, 16, "mean"}
     with pytest.raises(ValueError, match="lacks variant"):
-        results.paired(pd.DataFrame(rows), "weighting", "single")
+        statistics.paired(pd.DataFrame(rows), "weighting", "single")
 
 
 def test_firing_rates_one_row_per_run():
     rows = [dict(dataset="d", method="m", variant=v, seed=s, bits=b, firing=f)
             for v, f in (("nhl", 0.2), ("weighting", 0.4), ("plain", 0.0))
             for s in (0, 1) for b in (8, 16)]
-    out = results.firing_rates(pd.DataFrame(rows)).set_index("variant")
+    out = statistics.firing_rates(pd.DataFrame(rows)).set_index("variant")
     assert set(out.index) == {"nhl", "weighting"} and out.loc["weighting", "mean"] == pytest.approx(0.4)
 
 
 def test_study_definitions_are_consistent():
-    assert json.dumps(results.STUDY_EPOCHS)
-    grid = results.grid_configs()
-    assert len(grid) == len(results.GRID_DATASETS) * 8 * 6
-    ab = results.ablation_configs()
-    assert {c.kind for c in ab} == {f"nested-{v}" for v in results.VARIANTS}
-    assert all(c.epochs == results.GRID_EPOCHS[c.dataset] for c in grid)
-    assert all(c.epochs == results.STUDY_EPOCHS[c.dataset] for c in ab)
+    assert json.dumps(catalogue.STUDY_EPOCHS)
+    grid = catalogue.grid_configs()
+    assert len(grid) == len(catalogue.GRID_DATASETS) * 8 * 6
+    ab = catalogue.ablation_configs()
+    assert {c.kind for c in ab} == {f"nested-{v}" for v in catalogue.VARIANTS}
+    assert all(c.epochs == catalogue.GRID_EPOCHS[c.dataset] for c in grid)
+    assert all(c.epochs == catalogue.STUDY_EPOCHS[c.dataset] for c in ab)
     with pytest.raises(FileNotFoundError, match="python -m nhl study nope"):
         results.load("nope")
 
@@ -91,7 +91,7 @@ def test_study_definitions_are_consistent():
 def test_get_prefers_the_cache_and_falls_back_to_the_committed_table(tmp_path, tiny_study, monkeypatch):
     dirs = dict(root=tmp_path / "runs", data_root=tmp_path / "data")
     out = tmp_path / "results"
-    results.run_study(["tiny"], workers=1, progress=False, out=out, **dirs)
+    runner.run_study(["tiny"], workers=1, progress=False, out=out, **dirs)
     table, source = results.get("tiny", **dirs)
     assert "run cache" in source and len(table) == 12
     monkeypatch.setenv("NHL_RESULTS", str(out))
@@ -116,7 +116,7 @@ def test_a_study_extended_by_one_dataset_keeps_the_other_rows_and_both_commands(
     new = dict(first, command="python -m nhl study s --datasets b,c", date="2026-12-04T00:00:00+00:00",
                configs=[cfg("b", 0), cfg("c", 0)])
     new["train seconds (sum over this study's runs)"] = 3.0
-    table, stamp = results._merge_part("s", pd.concat([part("b", 0.9), part("c", 0.7)]), new, ["b", "c"],
+    table, stamp = runner._merge_part("s", pd.concat([part("b", 0.9), part("c", 0.7)]), new, ["b", "c"],
                                        tmp_path)
     assert table.groupby("dataset")["mAP"].first().to_dict() == {"a": 0.5, "b": 0.9, "c": 0.7}
     assert [p["datasets"] for p in stamp["parts"]] == [["a"], ["b", "c"]]
@@ -126,7 +126,7 @@ def test_a_study_extended_by_one_dataset_keeps_the_other_rows_and_both_commands(
     # the first part's seconds also counted the replaced runs of b: no longer a sum for this table
     assert stamp["parts"][0]["train seconds (sum over this study's runs)"] is None
     assert stamp["train seconds (sum over this study's runs)"] is None
-    table, stamp = results._merge_part("s", part("c", 0.7), dict(new, configs=[cfg("c", 0)]), ["c"], tmp_path)
+    table, stamp = runner._merge_part("s", part("c", 0.7), dict(new, configs=[cfg("c", 0)]), ["c"], tmp_path)
     assert stamp["train seconds (sum over this study's runs)"] == 11.0  # a, b kept whole: 8 + 3
     with pytest.raises(ValueError, match="dataset"):
-        results.run_study(["seeds"], datasets=["no-such-set"], progress=False, out=tmp_path)
+        runner.run_study(["seeds"], datasets=["no-such-set"], progress=False, out=tmp_path)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from nhl.metrics import hamming_distances, mean_average_precision
-from nhl.search_eval import (
+from nhl.studies.search import (
     SearchComparison,
     compare_search,
     funnel_name,

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from nhl import summaries
+from nhl.studies import report
 
 BITS = (8, 16, 32)
 
@@ -23,13 +23,13 @@ def _grid():
 
 
 def test_grid_table_and_target_check():
-    g = summaries.grid_table(_grid(), "d")
+    g = report.grid_table(_grid(), "d")
     assert g.loc["a", "16 nested"] == 0.6 and g.loc["b", "mean gain"] == pytest.approx(-0.03)
-    t = summaries.target_check(_grid(), "d")
+    t = report.target_check(_grid(), "d")
     assert not t.loc[("a", "single"), "target met"]
     assert t.loc[("b", "nested"), "target met"]
     with pytest.raises(ValueError, match="no grid rows"):
-        summaries.grid_table(_grid(), "other")
+        report.grid_table(_grid(), "other")
 
 
 def test_ablation_table_order_and_firing():
@@ -40,7 +40,7 @@ def test_ablation_table_order_and_firing():
             for b in BITS:
                 rows.append(dict(method="m", variant=v, seed=s, bits=b, mAP=0.5 + e + 0.001 * s,
                                  firing=0.4 if v in ("weighting", "nhl") else 0.0))
-    t = summaries.ablation_table(_long(rows)).loc[("d", "m")]
+    t = report.ablation_table(_long(rows)).loc[("d", "m")]
     assert t["nhl - plain"] == pytest.approx(0.03) and t["weighting - plain"] == pytest.approx(0.01)
     assert t["rule fired (nhl)"] == pytest.approx(0.4) and t["paper's order holds"]
 
@@ -51,12 +51,12 @@ def test_paired_and_lambda_tables():
         for b in BITS:
             rows.append(dict(method="m", variant="single", seed=s, bits=b, mAP=0.5))
             rows.append(dict(method="m", variant="nhl", seed=s, bits=b, mAP=0.52 + 0.01 * s))
-    t = summaries.paired_table(_long(rows), "nhl", "single").loc[("d", "m")]
+    t = report.paired_table(_long(rows), "nhl", "single").loc[("d", "m")]
     assert t["nhl - single"] == pytest.approx(0.03) and t["seeds"] == 3
     assert t["sign per length"] == "+ + +"
     lam = _long([dict(method="m", variant="custom", seed=s, bits=b, mAP=0.1 * lam_, lambda_D=lam_)
                  for s in range(2) for b in BITS for lam_ in (0.0, 1.0)])
-    out = summaries.lambda_table(lam)
+    out = report.lambda_table(lam)
     assert out.loc[("m", 1.0), "mean"] == pytest.approx(0.1)
 
 
@@ -82,7 +82,7 @@ def _ablation(effects, noise=0.0005, firing=0.3, same=()):
 
 def test_ablation_order_verdicts():
     t = _ablation({"plain": 0.0, "weighting": 0.0001, "distill": -0.03, "nhl": 0.02})
-    order = summaries.ablation_order(t)
+    order = report.ablation_order(t)
     assert len(order) == 4 and order["seeds"].eq(3).all()
     v = order["verdict"].xs(("d", "m"))
     assert v["full NHL >= without weighting"] == "holds"  # nhl - distill = +0.05
@@ -90,28 +90,28 @@ def test_ablation_order_verdicts():
     assert v["without distillation >= without both"].startswith("within noise")
     d = order["difference"].xs(("d", "m"))
     assert d["full NHL >= without distillation"] == pytest.approx(0.0199, abs=1e-3)
-    wide = summaries.order_verdicts(order)
-    assert list(wide.columns) == [c for _, _, c in summaries.ORDER_CLAIMS]
+    wide = report.order_verdicts(order)
+    assert list(wide.columns) == [c for _, _, c in report.ORDER_CLAIMS]
 
 
 def test_ablation_order_identical_runs_when_the_rule_never_fires():
     t = _ablation({"plain": 0.0, "weighting": 0.0, "distill": 0.01, "nhl": 0.0},
                   firing=0.0, same=("weighting", "nhl"))
-    v = summaries.ablation_order(t)["verdict"].xs(("d", "m"))
+    v = report.ablation_order(t)["verdict"].xs(("d", "m"))
     assert v["without distillation >= without both"] == "identical runs"
     assert v["full NHL >= without weighting"] == "identical runs"
-    rules = summaries.rule_table(t).loc[("d", "m")]
+    rules = report.rule_table(t).loc[("d", "m")]
     assert rules["rule fired (nhl)"] == 0 and rules["max |weighting - plain|"] == 0
     assert rules["max |nhl - distill|"] == 0
 
 
 def test_rule_table_differences_and_firing():
     t = _ablation({"plain": 0.0, "weighting": 0.004, "distill": 0.0, "nhl": 0.002}, firing=0.25)
-    r = summaries.rule_table(t).loc[("d", "m")]
+    r = report.rule_table(t).loc[("d", "m")]
     assert r["rule fired (weighting)"] == pytest.approx(0.25)
     assert r["max |weighting - plain|"] > 0.003
     with pytest.raises(ValueError, match="variants"):
-        summaries.rule_table(t[t["variant"] != "nhl"])
+        report.rule_table(t[t["variant"] != "nhl"])
 
 
 def _lambda_rows():
@@ -127,19 +127,19 @@ def _lambda_rows():
 
 def test_lambda_stats_paired_and_effects():
     t = _lambda_rows()
-    st = summaries.lambda_stats(t)
+    st = report.lambda_stats(t)
     row = st[(st["method"] == "dhn") & (st["lambda_D"] == 1.0) & (st["bits"] == 8)].iloc[0]
     assert row["n"] == 3 and row["mean"] == pytest.approx(0.25 + 0.01 + 0.001 * (0 + 2 + 1) / 3)
     assert row["ci95"] > 0
-    p = summaries.lambda_paired(t)
+    p = report.lambda_paired(t)
     assert set(p["lambda_D"]) == {0.1, 1.0}
     mean = p[(p["method"] == "dhn") & (p["lambda_D"] == 1.0) & (p["bits"] == "mean")].iloc[0]
     assert mean["diff"] == pytest.approx(-0.05) and mean["sign"] == "-"
-    eff = summaries.lambda_effects(t)
+    eff = report.lambda_effects(t)
     assert eff.loc[("dhn", 1.0), "sign per length"] == "- - -"
     assert eff.loc[("csq", 1.0), "minus lambda_D = 0"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="lambda_D = 0"):
-        summaries.lambda_paired(t[t["lambda_D"] > 0])
+        report.lambda_paired(t[t["lambda_D"] > 0])
 
 
 def test_gain_vs_noise_uses_own_ci_or_the_yardstick():
@@ -153,7 +153,7 @@ def test_gain_vs_noise_uses_own_ci_or_the_yardstick():
             for b in BITS:
                 seed_rows += [dict(method=m, variant="single", seed=s, bits=b, mAP=0.5),
                               dict(method=m, variant="nhl", seed=s, bits=b, mAP=0.5 + gain)]
-    out = summaries.gain_vs_noise(_long(grid_rows), _long(seed_rows)).xs("d")
+    out = report.gain_vs_noise(_long(grid_rows), _long(seed_rows)).xs("d")
     assert out.loc["a", "exceeds noise"] == "yes"  # 0.05 +- 0.025
     assert out.loc["c", "exceeds noise"] == "no"  # 0.02 +- 0.075
     assert out.loc["b", "exceeds noise"] == "no (yardstick)"

@@ -1,12 +1,13 @@
-"""Step timing and time-to-target (nhl.timing) on tiny inputs."""
+"""Step timing and time-to-target (nhl.studies.timing) on tiny inputs."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from nhl import experiments, timing
+from nhl import experiments
 from nhl.config import TrainConfig
+from nhl.studies import timing
 
 
 def _config(**kw):

@@ -1,4 +1,4 @@
-"""``make run`` (nhl.tutorial.run_all): bars, recorded times and the final table; stored
+"""``make run`` (tools.notebooks.run_all): bars, recorded times and the final table; stored
 notebook outputs without progress-bar spam (tidy_progress). No kernel except in the last test."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nhl import tutorial
+from tools import notebooks as tutorial
 
 VIEW = "application/vnd.jupyter.widget-view+json"
 STATE = "application/vnd.jupyter.widget-state+json"

@@ -1,4 +1,4 @@
-"""The tutorial site's build (:mod:`nhl.website`) without a browser: what the index says, how
+"""The tutorial site's build (:mod:`tools.site`) without a browser: what the index says, how
 notebooks are staged, and a real Sphinx build of a small project that shows the committed outputs
 without executing anything and references no CDN. The browser checks of the real site are in
 test_browser_site.py."""
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from nhl import website
+from tools import site as website
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nhl import weighting_effect as we
+from nhl.studies import weighting_effect as we
 
 SEEDS = (0, 1, 2)
 
@@ -79,7 +79,7 @@ def test_firing_table_pivots_methods_by_dataset():
 
 def test_load_ablation_says_not_yet_computed(tmp_path, monkeypatch):
     monkeypatch.setenv("NHL_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr("nhl.results.STUDIES", {"ablation": _FakeStudy()})
+    monkeypatch.setattr("nhl.studies.results.STUDIES", {"ablation": _FakeStudy()})
     table, why = we.load_ablation(root=tmp_path / "runs", data_root=tmp_path / "data")
     assert table is None and "not yet computed" in why
 

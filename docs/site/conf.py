@@ -1,6 +1,6 @@
-"""Sphinx configuration of the tutorial site (``make site``; see nhl/website.py).
+"""Sphinx configuration of the tutorial site (``make site``; see tools/site.py).
 
-``nhl.website`` copies this file into the staged source folder (``build/site-src``) next to the
+``tools.site`` copies this file into the staged source folder (``build/site-src``) next to the
 notebooks, a generated ``index.md`` and the vendored MathJax, so every path here is relative to
 that folder. Nothing is executed (the committed outputs are shown) and nothing is loaded from the
 network when a page is viewed: MathJax is served from ``_static/mathjax``, widget views are not
@@ -27,7 +27,7 @@ nb_merge_streams = True
 nb_ipywidgets_js = {}
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 
-# MathJax 3 from the npm package, copied into _static/mathjax by nhl.website (offline).
+# MathJax 3 from the npm package, copied into _static/mathjax by tools.site (offline).
 mathjax_path = "mathjax/tex-chtml.js"
 
 html_theme = "sphinx_book_theme"

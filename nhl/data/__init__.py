@@ -5,7 +5,7 @@
 
 Datasets (:func:`available`): ``fashion-mnist`` (default), ``cifar10``, ``digits`` (scikit-learn,
 no download), ``image-list`` (DeepHash-style list files), and two offline stand-ins composed from
-real Fashion-MNIST images (:mod:`nhl.data.composite`, METHOD.md section 5):
+real Fashion-MNIST images (:mod:`nhl.data.composite`, docs/method.md §8):
 ``fashion-mnist-100`` (pairs side by side, 100 classes, like ImageNet-100, mAP@1000) and
 ``fashion-mnist-multilabel`` (2 x 2 mosaics, multi-label, like NUS-WIDE / MS-COCO, mAP@5000).
 Protocols per dataset: :func:`protocols`; see :mod:`nhl.data.splits` for what the fields mean
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import data_dir
+from ..utils import data_dir
 from ..validation import check_choice
 from .dataset import IMAGENET_MEAN, IMAGENET_STD, FullData, HashDataset, LazyImages, channel_stats
 from .splits import (
@@ -58,7 +58,7 @@ __all__ = [
     "split_file_path",
 ]
 
-#: Named protocols of every dataset (METHOD.md section 5 for CIFAR-10). The composite datasets
+#: Named protocols of every dataset (docs/method.md §8 for CIFAR-10). The composite datasets
 #: query with their own query items (``None``): their pieces appear in no other item.
 #: ``fashion-mnist-100``: 110 training-pool items per class = 100 train + 10 val (1/11), database
 #: every non-query item (68,000; training items included, as in ImageNet-100).
@@ -102,7 +102,7 @@ DEFAULT_PROTOCOL = {
     "fashion-mnist-multilabel": "default",
 }
 
-#: The literature's mAP cut-off per dataset (``None``: mAP@ALL); METHOD.md section 5. The
+#: The literature's mAP cut-off per dataset (``None``: mAP@ALL); docs/method.md §8. The
 #: composite datasets follow the benchmarks they stand in for: ImageNet-100 (mAP@1000) and
 #: NUS-WIDE / MS-COCO (mAP@5000). Image lists hold any of those, so no fixed cut-off.
 MAP_TOPK: dict[str, int | None] = {
@@ -250,7 +250,7 @@ def load_splits(
     """Load dataset ``name`` and split it by ``protocol`` with ``seed``.
 
     ``root`` holds downloaded data and the split index files (``{root}/splits/``); ``None`` is
-    :func:`nhl.paths.data_dir` (``$NHL_DATA`` or the project's ``data/``). ``protocol``
+    :func:`nhl.utils.data_dir` (``$NHL_DATA`` or the project's ``data/``). ``protocol``
     is a name from :func:`protocols` (default: the dataset's standard protocol) or a
     :class:`Protocol`. ``download`` lets torchvision fetch missing files. ``options``:
     ``normalization`` (see the module docstring); for ``image-list``, ``list_dir``,
@@ -269,3 +269,18 @@ def load_splits(
     full = load_full(name, root, download, **options)
     mean_std, tag = _resolve_normalization(normalization, full)
     return build_splits(full, spec, seed, root, mean_std, tag)
+
+
+_LOADED: dict[tuple, Splits] = {}
+
+
+def cached_splits(
+    name: str, root: str | Path | None = None, protocol: str | None = None, seed: int = 0
+) -> Splits:
+    """:func:`load_splits` once per process and arguments, then the same object again (runs of
+    one study share their split; a split is read-only once built)."""
+    root = Path(root) if root is not None else data_dir()
+    key = (name, protocol, seed, str(root))
+    if key not in _LOADED:
+        _LOADED[key] = load_splits(name, root=root, protocol=protocol, seed=seed)
+    return _LOADED[key]

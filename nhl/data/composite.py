@@ -1,4 +1,4 @@
-"""Two offline datasets composed from real Fashion-MNIST images (METHOD.md section 5).
+"""Two offline datasets composed from real Fashion-MNIST images (docs/method.md §8).
 
 The paper evaluates on ImageNet-100 (100 classes, mAP@1000) and on the multi-label NUS-WIDE /
 MS-COCO (mAP@5000). Neither can be fetched offline, so these two datasets are small stand-ins

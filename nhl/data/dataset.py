@@ -4,7 +4,7 @@
 access, so a whole batch is one tensor operation (:meth:`HashDataset.get_batch`). Image-list
 datasets use :class:`LazyImages` instead, which decodes files on access behind the same
 indexing interface. Labels are multi-hot ``float32`` ``(N, n_classes)`` for single- and
-multi-label data alike, which is what the similarity matrices of METHOD.md need.
+multi-label data alike, which is what the similarity matrices of docs/method.md §2-4 need.
 
 Each item also carries its *position* in the split (``0 .. len-1``): losses with a memory bank
 index by it. ``source_index`` maps positions back to the full dataset.

@@ -268,7 +268,7 @@ def ensure_available(
 ) -> Availability:
     """Make sure the four Fashion-MNIST files are on this machine; say where they are.
 
-    In order: ``{root}/FashionMNIST/raw`` (``root`` default :func:`nhl.paths.data_dir`), the
+    In order: ``{root}/FashionMNIST/raw`` (``root`` default :func:`nhl.utils.data_dir`), the
     :data:`SEARCH_PATHS` (Debian's package), torchvision's download into the first (when
     ``download``), and finally, when ``install`` and :func:`apt_plan` allows it (Debian/Ubuntu,
     root or password-less sudo), ``apt-get install -y dataset-fashion-mnist`` (after
@@ -278,7 +278,7 @@ def ensure_available(
     returns ``how="missing"`` with the apt-get commands it would run. ``echo`` gets one line per
     step taken.
     """
-    from ..paths import data_dir
+    from ..utils import data_dir
 
     root = Path(root) if root is not None else data_dir()
     raw = _raw_dir(root)

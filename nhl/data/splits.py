@@ -1,4 +1,4 @@
-"""Retrieval protocols, seeded stratified splitting and split index files (METHOD.md section 5).
+"""Retrieval protocols, seeded stratified splitting and split index files (docs/method.md §8).
 
 A :class:`Protocol` says how many query and training items to draw per class and what the
 database is. :func:`make_split_indices` turns a protocol and a seed into four disjoint-where-
@@ -13,7 +13,7 @@ they-should-be index arrays into the full dataset:
   drawn at random from every item but the queries.
 
 ``val`` items are validation queries searched against ``train`` (checkpoint selection on data
-carved from training, METHOD.md section 5). Multi-label data (image lists) is not stratified:
+carved from training, docs/method.md §8). Multi-label data (image lists) is not stratified:
 a per-class count ``k`` then means ``k * n_classes`` items drawn at random.
 
 Split index files: the arrays are saved to ``{root}/splits/{tag}-{protocol}-seed{seed}.npz``.

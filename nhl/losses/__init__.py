@@ -1,4 +1,4 @@
-"""The base hashing objectives of METHOD.md section 2, one loss object per code length.
+"""The base hashing objectives of docs/method.md §2, one loss object per code length.
 
 ``build(name, bits, n_classes, n_train, **hyper)`` makes one loss; ``build_nested(name,
 bit_list, ...)`` makes one per length of a nested layer, with CSQ centers / DPN targets that are
@@ -96,7 +96,7 @@ def build_nested(
       multi-label tie-break vector) and each shorter loss gets their prefix. The nested layer's
       short code *is* the prefix of the long one, so prefix targets are the only choice that
       does not ask the shared bits to move towards two different targets at once
-      (METHOD.md section 2). An explicit ``centers=`` / ``targets=`` of shape (C, L_K) is
+      (docs/method.md §2). An explicit ``centers=`` / ``targets=`` of shape (C, L_K) is
       sliced the same way. ``center_design`` picks CSQ's construction (``"auto"``,
       ``"hadamard"``, ``"sylvester"``, ``"random"``; see :func:`targets.nested_csq_centers`).
     * ``False``: each length draws its own (the public reference code's behaviour), from a seed

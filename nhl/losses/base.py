@@ -1,4 +1,4 @@
-"""Shared machinery of the base hashing objectives (METHOD.md section 2).
+"""Shared machinery of the base hashing objectives (docs/method.md §2).
 
 * :class:`HashLoss`: the base class. ``forward(u, y, idx)`` takes the raw linear-layer output
   ``u`` (B x bits), float multi-hot labels ``y`` (B x C) and sample ids ``idx`` (B,) and returns a
@@ -35,7 +35,7 @@ def pairwise_logistic(theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def code_sign(u: torch.Tensor) -> torch.Tensor:
-    """sign(u) with sign(0) = +1, the package's binarisation (METHOD.md section 1); no gradient."""
+    """sign(u) with sign(0) = +1, the package's binarisation (docs/method.md §1); no gradient."""
     return torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
 
 

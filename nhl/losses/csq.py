@@ -1,4 +1,4 @@
-"""CSQ: Central Similarity Quantization (Yuan et al., CVPR 2020), METHOD.md section 2."""
+"""CSQ: Central Similarity Quantization (Yuan et al., CVPR 2020), docs/method.md §2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DBDH: Deep Balanced Discrete Hashing (Zheng et al., Neurocomputing 2020), METHOD.md section 2."""
+"""DBDH: Deep Balanced Discrete Hashing (Zheng et al., Neurocomputing 2020), docs/method.md §2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DCH: Deep Cauchy Hashing (Cao et al., CVPR 2018), METHOD.md section 2."""
+"""DCH: Deep Cauchy Hashing (Cao et al., CVPR 2018), docs/method.md §2."""
 
 from __future__ import annotations
 

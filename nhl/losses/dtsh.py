@@ -1,4 +1,4 @@
-"""DTSH: Deep Supervised Hashing with Triplet Labels (ACCV 2016); METHOD.md section 2."""
+"""DTSH: Deep Supervised Hashing with Triplet Labels (ACCV 2016); docs/method.md §2."""
 
 from __future__ import annotations
 

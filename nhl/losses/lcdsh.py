@@ -1,4 +1,4 @@
-"""LCDSH: Locality-Constrained Deep Supervised Hashing (IJCAI 2017); METHOD.md section 2."""
+"""LCDSH: Locality-Constrained Deep Supervised Hashing (IJCAI 2017); docs/method.md §2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Class targets for the center-based objectives, CSQ and DPN (METHOD.md section 2).
+"""Class targets for the center-based objectives, CSQ and DPN (docs/method.md §2).
 
 Two ways to give several code lengths their targets:
 
@@ -110,7 +110,7 @@ def random_balanced_centers(
 def csq_centers(
     n_classes: int, bits: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """CSQ hash centers for one length, as the public code builds them (METHOD.md section 2).
+    """CSQ hash centers for one length, as the public code builds them (docs/method.md §2).
 
     When ``bits`` is a power of two and 2 * bits >= C: the first C rows of [H; -H] (Sylvester
     H of order ``bits``), so any two centers are at Hamming distance bits / 2 or bits.
@@ -255,7 +255,7 @@ def dpn_targets(
     n_classes: int, bits: int, p: float = 0.5, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """DPN's random per-class targets for one length: +1 everywhere except int(p * bits)
-    randomly placed -1 entries per class (METHOD.md section 2)."""
+    randomly placed -1 entries per class (docs/method.md §2)."""
     check_positive_int(n_classes, "n_classes")
     check_positive_int(bits, "bits")
     check_p(p)

@@ -2,12 +2,12 @@
 
 * :func:`effects_plot`: each variant minus ``plain`` trained with the same seed, averaged over
   lengths, with 95 % confidence intervals, one panel per dataset (the committed ``ablation``
-  table, METHOD.md section 6);
+  table, docs/method.md §9);
 * :func:`term_plot`: the distillation term's gradient on ``W`` against the base loss's over
-  training steps, ratio and cosine per length (:func:`nhl.distill_probe.record_terms`,
-  METHOD.md section 4);
+  training steps, ratio and cosine per length (:func:`nhl.studies.probes.record_terms`,
+  docs/method.md §4);
 * :func:`lambda_plot`: mAP per length against the distillation strength lambda_D with error bars
-  over seeds (:func:`nhl.summaries.lambda_stats`).
+  over seeds (:func:`nhl.studies.report.lambda_stats`).
 
 Every function draws on ``axes`` (a new figure when ``None``), titles each panel with what it
 shows, flags a y axis that does not start at 0, and returns the axes.
@@ -20,12 +20,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..results import paired
+from ..studies.statistics import paired
 from .curves import flag_truncated_y
 
 __all__ = ["effects_plot", "lambda_plot", "term_plot"]
 
-#: Colours of the ablation variants (the same as :mod:`nhl.ablation_explorer`).
+#: Colours of the ablation variants (the same as :mod:`nhl.tutorial.ablation_explorer`).
 VARIANT_COLOURS = {"weighting": "#1f77b4", "distill": "#ff7f0e", "nhl": "#2ca02c", "plain": "#7f7f7f"}
 _METHOD_STYLE = ("-", "--", ":", "-.")
 
@@ -60,13 +60,13 @@ def effects_plot(
 
     ``table``: a long ablation table (``dataset``, ``method``, ``variant``, ``seed``, ``bits``
     and ``value``). Points are the mean paired difference, bars the 95 % CI over seeds
-    (:func:`nhl.results.paired`); a bar that crosses the zero line is a difference the seeds
+    (:func:`nhl.studies.statistics.paired`); a bar that crosses the zero line is a difference the seeds
     cannot tell from none. Panels keep their own y range.
     """
     need = {"dataset", "method", "variant", "seed", "bits", value}
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
         raise ValueError(f"table must be a DataFrame with columns {sorted(need)}, e.g. "
-                         "nhl.results.get('ablation')[0]")
+                         "nhl.studies.results.get('ablation')[0]")
     variants = [v for v in variants if v in set(table["variant"])]
     if not variants:
         raise ValueError("none of the variants is in the table")
@@ -99,14 +99,14 @@ def effects_plot(
 def term_plot(frame: pd.DataFrame, axes=None):
     """Distillation against base-loss gradient on ``W`` over training, one line per length.
 
-    ``frame``: :func:`nhl.distill_probe.record_terms` rows (several methods may be
+    ``frame``: :func:`nhl.studies.probes.record_terms` rows (several methods may be
     concatenated; each gets its own line style). Left: the ratio
     ``||lambda_D dSP_k/dW|| / ||d loss_k/dW||`` on a linear axis from 0 (1 = as large as the
     base loss's own gradient); right: the cosine between the two gradients (0 = orthogonal).
     """
     need = {"method", "iteration", "bits", "ratio", "cosine"}
     if not isinstance(frame, pd.DataFrame) or not need <= set(frame.columns):
-        raise ValueError(f"frame must have the columns {sorted(need)} (nhl.distill_probe.record_terms)")
+        raise ValueError(f"frame must have the columns {sorted(need)} (nhl.studies.probes.record_terms)")
     if frame.empty:
         raise ValueError("frame is empty: nothing to draw")
     import matplotlib.pyplot as plt
@@ -145,14 +145,14 @@ def term_plot(frame: pd.DataFrame, axes=None):
 def lambda_plot(stats: pd.DataFrame, error: str = "ci95", dataset: str | None = None, axes=None):
     """mAP per length against lambda_D, one panel per method, error bars over seeds.
 
-    ``stats``: :func:`nhl.summaries.lambda_stats` (``method``, ``lambda_D``, ``bits``,
+    ``stats``: :func:`nhl.studies.report.lambda_stats` (``method``, ``lambda_D``, ``bits``,
     ``mean`` and the ``error`` column: ``ci95`` for 95 % confidence intervals or ``sd``).
     lambda_D is drawn at evenly spaced positions (0 cannot sit on a log axis); each panel
     keeps its own y range, flagged when it does not start at 0.
     """
     need = {"method", "lambda_D", "bits", "mean", error}
     if not isinstance(stats, pd.DataFrame) or not need <= set(stats.columns):
-        raise ValueError(f"stats must have the columns {sorted(need)} (nhl.summaries.lambda_stats)")
+        raise ValueError(f"stats must have the columns {sorted(need)} (nhl.studies.report.lambda_stats)")
     import matplotlib.pyplot as plt
 
     methods = list(dict.fromkeys(stats["method"]))

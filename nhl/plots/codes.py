@@ -1,15 +1,15 @@
 """Pictures of nested codes: which rows of W each length uses, and what each block of bits adds.
 
-METHOD.md section 1: the layer has one weight matrix W (L_K x d); the L_k-bit code reads the
+docs/method.md §1: the layer has one weight matrix W (L_K x d); the L_k-bit code reads the
 first L_k rows, so rows ``L_{k-1} .. L_k - 1`` (block k) are used by lengths L_k .. L_K. The
 functions here draw that layout and per-bit statistics of +-1 codes (balance, correlation,
 whether a block's bits repeat earlier ones, distinct codes, Hamming distances of similar and
 dissimilar pairs), computed with vectorised numpy.
 
-For CSQ's nested hash centres (METHOD.md section 2, :func:`nhl.losses.targets.nested_csq_centers`)
+For CSQ's nested hash centres (docs/method.md §2, :func:`nhl.losses.targets.nested_csq_centers`)
 :func:`center_design_table` and :func:`center_picture` show, without training, how many
 different class splits each prefix of the centres holds, and :func:`centers_summary` reads the
-committed ``centers`` study table (``nhl.results.get("centers")``).
+committed ``centers`` study table (``nhl.studies.results.get("centers")``).
 """
 
 from __future__ import annotations
@@ -507,7 +507,7 @@ def center_picture(
 def centers_summary(table: pd.DataFrame, dataset: str = "fashion-mnist") -> pd.DataFrame:
     """The ``centers`` study table of one dataset, per design and length (mean over seeds).
 
-    ``table``: ``nhl.results.get("centers")[0]`` (one row per run and length, with columns
+    ``table``: ``nhl.studies.results.get("centers")[0]`` (one row per run and length, with columns
     ``design``, ``mAP``, ``distinct codes`` and ``nearest ties (median)``). Returns index
     ``(design, bits)`` with those three columns and ``seeds`` (how many seeds the mean is over).
     """

@@ -1,6 +1,6 @@
 """Retrieval curves per code length, ablation summaries and the effect of tied distances.
 
-Figures for the evaluation notebooks (METHOD.md sections 5-6): precision-recall by Hamming radius
+Figures for the evaluation notebooks (docs/method.md §7 and §9): precision-recall by Hamming radius
 for every length (:func:`pr_curves`, or one panel per length: :func:`pr_small_multiples`),
 precision at N (:func:`precision_at_n_plot`), paired differences with confidence intervals per
 dataset and method (:func:`paired_ci_plot`), mAP against
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..metrics import hamming_distances, mean_average_precision
+from ..metrics import mean_average_precision, tie_group_sizes
 from ..validation import check_bit_list, check_choice, check_codes, check_positive_int
 
 __all__ = [
@@ -101,7 +101,7 @@ def training_curves(history: pd.DataFrame, axes=None, title: str | None = None):
 
     ``history`` is :attr:`nhl.experiments.RunResult.history` (or ``FitResult.history``): one row
     per epoch and length with ``loss`` and ``val_map``. The epoch chosen on the validation split
-    (one for all lengths, METHOD.md section 5) is marked. Returns the two axes.
+    (one for all lengths, docs/method.md §7) is marked. Returns the two axes.
     """
     import matplotlib.pyplot as plt
 
@@ -250,7 +250,7 @@ def map_vs_bits(
     """mAP against code length (log2 axis), one line per column of ``table``.
 
     ``table``: index = bits; by default every column whose name ends in ``"mAP"`` is drawn
-    (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.compare`).
+    (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.grid.compare`).
     ``errors``: same index and columns, drawn as +/- error bars (e.g. the std over seeds).
     ``ylim``: the y range (e.g. ``(0, 1)``, the full mAP range); by default matplotlib's, and a
     range that does not include 0 is flagged in the y label.
@@ -296,7 +296,7 @@ def paired_ci_plot(
 ):
     """Paired differences with 95 % confidence intervals, one panel per group of ``panel``.
 
-    ``table``: :func:`nhl.results.paired` output (columns ``bits``, ``diff``, ``ci95`` and the
+    ``table``: :func:`nhl.studies.statistics.paired` output (columns ``bits``, ``diff``, ``ci95`` and the
     ``panel`` and ``hue`` columns; ``bits`` may include ``"mean"``, drawn last). Each ``hue``
     value (e.g. method) is a dodged series of points with its interval; a line marks 0, so an
     interval that crosses it is a difference the seeds cannot tell from none. Panels keep
@@ -306,7 +306,7 @@ def paired_ci_plot(
 
     need = {"bits", "diff", "ci95", hue, *panel}
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
-        raise ValueError(f"table must be a DataFrame with columns {sorted(need)} (nhl.results.paired)")
+        raise ValueError(f"table must be a DataFrame with columns {sorted(need)} (nhl.studies.statistics.paired)")
     if table.empty:
         raise ValueError("table is empty: nothing to draw")
     groups = list(table.groupby(list(panel), sort=False))
@@ -351,9 +351,9 @@ def ablation_plot(
 ):
     """mean +/- one standard deviation over seeds of ``value`` per length, one colour per variant.
 
-    ``table``: long format with columns ``variant``, ``seed``, ``bits`` and ``value`` (as
-    :func:`nhl.studies.ablation` returns). ``kind``: ``"point"`` (seaborn pointplot) or
-    ``"bar"``. ``relative_to``: a reference variant subtracted first, so small differences are
+    ``table``: long format with columns ``variant``, ``seed``, ``bits`` and ``value`` (as the
+    ``ablation`` study's table, ``nhl.studies.results.get("ablation")[0]``). ``kind``:
+    ``"point"`` (seaborn pointplot) or ``"bar"``. ``relative_to``: a reference variant subtracted first, so small differences are
     visible next to the large change of mAP with length; with a ``seed`` column the reference
     of the *same seed* is subtracted (paired differences, the error bars are then the std of
     those, as in :func:`paired_differences`), otherwise the reference's mean per length.
@@ -512,45 +512,13 @@ def describe_ablation(table: pd.DataFrame, reference: str = "plain", value: str 
 # --------------------------------------------------------------------------- ties
 
 
-def tie_group_sizes(q_codes, db_codes, bits: int, chunk_size: int = 256) -> pd.DataFrame:
-    """How large the groups of equidistant database items are, per query, at ``bits`` bits.
-
-    Uses the first ``bits`` bits of the codes. Per query (rows): ``nearest`` = items at the
-    smallest distance (the tie group at the top of the ranking), ``nearest_distance`` (that
-    distance; a query retrieves nothing within radius r when it exceeds r), ``typical`` = the size of the
-    tie group an average database item shares (sum over distances of n_d^2 / N), ``distinct`` =
-    how many different distances occur (at most ``bits + 1``).
-    """
-    q = check_codes(q_codes, "q_codes")
-    db = check_codes(db_codes, "db_codes")
-    bits = check_positive_int(bits, "bits")
-    if bits > min(q.shape[1], db.shape[1]):
-        raise ValueError(f"bits={bits} exceeds the code length {min(q.shape[1], db.shape[1])}")
-    chunk_size = check_positive_int(chunk_size, "chunk_size")
-    nb = bits + 1
-    hist = np.empty((q.shape[0], nb), np.int64)
-    for start in range(0, q.shape[0], chunk_size):
-        d = hamming_distances(q[start:start + chunk_size, :bits], db[:, :bits]).astype(np.int64)
-        rows = np.arange(d.shape[0])[:, None] * nb
-        hist[start:start + d.shape[0]] = np.bincount((d + rows).ravel(), minlength=d.shape[0] * nb).reshape(-1, nb)
-    first = np.argmax(hist > 0, axis=1)
-    return pd.DataFrame(
-        {
-            "nearest": hist[np.arange(len(hist)), first],
-            "nearest_distance": first,
-            "typical": (hist.astype(float) ** 2).sum(axis=1) / db.shape[0],
-            "distinct": (hist > 0).sum(axis=1),
-        }
-    )
-
-
 def permuted_index_map(
     q_codes, db_codes, q_labels, db_labels, n_perm: int = 10, seed: int = 0, topk: int | None = None
 ) -> np.ndarray:
     """Index-order mAP after ``n_perm`` random shuffles of the database (one value per shuffle).
 
     Index order breaks ties by database position, so shuffling the database changes it; the
-    tie-aware mAP (``ties="average"``) is the exact mean over all shuffles (METHOD.md 5).
+    tie-aware mAP (``ties="average"``) is the exact mean over all shuffles (docs/method.md §7).
     """
     n_perm = check_positive_int(n_perm, "n_perm")
     db = check_codes(db_codes, "db_codes")
@@ -575,7 +543,7 @@ def index_order_spread(
     topk: int | None = None,
     seed: int = 1,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
-    """How much the database order moves index-order mAP, per length (METHOD.md section 5).
+    """How much the database order moves index-order mAP, per length (docs/method.md §7).
 
     For each length of ``bit_list`` (prefixes of the codes): the tie-aware mAP@``topk`` and the
     index-order mAP after ``n_perm`` random shuffles of the database (:func:`permuted_index_map`,

@@ -1,10 +1,10 @@
 """Plots for the plug-and-play grid and the training-efficiency comparison.
 
-``gain_heatmap``: methods x lengths of nested-minus-baseline mAP (METHOD.md section 6);
+``gain_heatmap``: methods x lengths of nested-minus-baseline mAP (docs/method.md §9);
 ``progress_plot``: validation mAP against cumulative training seconds or epochs (time to a
 target); ``step_cost_bars``: milliseconds per training step of each variant
-(:func:`nhl.timing.time_steps`); ``step_breakdown``: one batch through K single-length models
-against one nested model, split into backbone and head (:func:`nhl.timing.measure_steps` with
+(:func:`nhl.studies.timing.time_steps`); ``step_breakdown``: one batch through K single-length models
+against one nested model, split into backbone and head (:func:`nhl.studies.timing.measure_steps` with
 ``parts=True``), the picture behind the training speed-up.
 """
 
@@ -31,7 +31,7 @@ def gain_heatmap(
     fmt: str = "{:+.3f}",
     cmap: str = "RdBu",
 ):
-    """Annotated heatmap of a methods x lengths table (e.g. :func:`nhl.grid.gain_table`).
+    """Annotated heatmap of a methods x lengths table (e.g. :func:`nhl.studies.grid.gain_table`).
 
     The diverging colormap is centred at 0 (blue: NHL better, red: worse), symmetric around it
     so equal gains and losses get equally strong colours. NaN cells stay blank.
@@ -68,7 +68,7 @@ def progress_plot(
     xlabel: str | None = None,
     x: str = "seconds",
 ):
-    """One line per curve (columns ``x`` and ``val_map``, e.g. :func:`nhl.timing.progress_curve`).
+    """One line per curve (columns ``x`` and ``val_map``, e.g. :func:`nhl.studies.timing.progress_curve`).
 
     ``x``: ``"seconds"`` (cumulative training seconds) or ``"epoch"`` (drawn 1-based: epochs
     trained). ``target``: a horizontal dashed line at that mAP, and a marker where each curve
@@ -134,7 +134,7 @@ def step_breakdown(
 ):
     """Horizontal stacked bars: one batch through the K single-length models vs each nested one.
 
-    ``table``: :attr:`nhl.timing.StepTimes.table` measured with ``parts=True`` (columns
+    ``table``: :attr:`nhl.studies.timing.StepTimes.table` measured with ``parts=True`` (columns
     ``variant``, ``step ms``, ``head ms``, ``rest ms``). The first bar adds the ``singles``
     (white edges separate the models), split into *backbone + optimiser* (``rest ms``) and
     *head* (hash layer, losses, weighting, distillation: ``head ms``); one bar per ``nested``

@@ -1,4 +1,4 @@
-"""Plots of per-length gradient conflicts and of the dominance-aware weighting (METHOD.md 3).
+"""Plots of per-length gradient conflicts and of the dominance-aware weighting (docs/method.md §3).
 
 Inputs come from :mod:`nhl.diagnostics` (recorder frames, per-length gradients) and from run
 histories (:attr:`nhl.experiments.RunResult.history`). Every function returns its figure or
@@ -115,7 +115,7 @@ def conflict_picture(
     ``g_i`` points along x. The rule accepts a scaled ``alpha g_j`` only if its component along
     ``g_i`` is at least ``-tau / ||g_i||`` (i.e. ``alpha <g_i, g_j> >= -tau``): the dotted line,
     with the forbidden half-plane shaded. ``alpha=None`` applies the pairwise rule
-    ``alpha = tau / (-c)`` when ``-c > tau`` (METHOD.md section 3 step 4).
+    ``alpha = tau / (-c)`` when ``-c > tau`` (docs/method.md §3 step 4).
     """
     p = project_pair(g_i, g_j)
     pi, pj = p
@@ -177,9 +177,9 @@ def weights_over_training(history: pd.DataFrame, ax: plt.Axes | None = None) -> 
 
 def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1) -> plt.Figure:
     """Per recorded run: the weights used at each recorded step (one panel per run), then one
-    panel with the share of steps per epoch in which the dominance rule fired (METHOD.md 3).
+    panel with the share of steps per epoch in which the dominance rule fired (docs/method.md §3).
 
-    ``recordings`` maps a name to a :class:`nhl.recording.Recording` (``.frame``, ``.config``,
+    ``recordings`` maps a name to a :class:`nhl.studies.probes.Recording` (``.frame``, ``.config``,
     ``.run.history``). Weight panels share one y axis starting at 0 (nothing truncated); the
     firing panel spans 0..1. For a run that uses the rule the rate counts every training step
     (the run history); for one that does not, the recorded steps where it *would* have fired.
@@ -248,7 +248,7 @@ def recorded_conflicts(
 
 def paired_effect(eff: pd.DataFrame, what: str = "weighting - plain", value: str = "mAP") -> plt.Figure:
     """Paired differences per length with 95 % intervals (one panel per dataset, one series per
-    method; from :func:`nhl.weighting_effect.effect`), and a last panel with the firing rates.
+    method; from :func:`nhl.studies.weighting_effect.effect`), and a last panel with the firing rates.
 
     The difference axes are symmetric around 0 and drawn in full; a "not yet computed" figure
     when ``eff`` is empty.

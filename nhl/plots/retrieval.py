@@ -1,15 +1,16 @@
 """Pictures of retrieval: example images, and the top-k database images a query retrieves.
 
-Ranking is Hamming ranking on +-1 codes (METHOD.md section 5) with ties broken by database
+Ranking is Hamming ranking on +-1 codes (docs/method.md §7) with ties broken by database
 index (a stable sort), so a picture is reproducible and matches ``ties="index"`` mAP. Codes of
-``b`` bits are the first ``b`` columns of the longest code (METHOD.md section 1).
+``b`` bits are the first ``b`` columns of the longest code (docs/method.md §1).
 
 Frames: the query is framed :data:`QUERY_COLOR`; a retrieved image that shares a class with the
 query is framed :data:`RIGHT_COLOR` (green), any other :data:`WRONG_COLOR` (red).
 
 Numbers behind the pictures: :func:`topk_summary` (per query and length: how many of the top k
-are right, the nearest distance and how many database items tie there) and :func:`chance_map`
-(the mAP of a ranking that knows nothing, the floor every table should be read against).
+are right, the nearest distance and how many database items tie there); the mAP of a ranking
+that knows nothing, the floor every table should be read against, is
+:func:`nhl.metrics.chance_map`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ __all__ = [
     "QUERY_COLOR",
     "RIGHT_COLOR",
     "WRONG_COLOR",
-    "chance_map",
     "compare_topk_by_length",
     "first_of_classes",
     "frame",
@@ -124,38 +124,6 @@ def relevant(query_labels, db_labels, indices) -> np.ndarray:
             f"indices must be (n_queries={ql.shape[0]}, k), got shape {tuple(idx.shape)}"
         )
     return np.einsum("qc,qkc->qk", ql.astype(np.int32), dl[idx].astype(np.int32)) > 0
-
-
-def chance_map(query_labels, db_labels, topk: int | None = None) -> float:
-    """mAP of a ranking that knows nothing: the expected AP over uniformly random orders.
-
-    This is exactly the tie-aware mAP of codes that are all equal (every database item ties).
-    For mAP@ALL (``topk=None``) a query with ``R`` relevant items among ``N`` has, with ``H_N``
-    the harmonic number, ``E[AP] = (R - 1) / (N - 1) + H_N (N - R) / (N (N - 1))``, about
-    ``R / N`` (0.1 for ten balanced classes); a query with ``R = 0`` scores 0 (METHOD.md
-    section 5). With ``topk`` the value comes from :func:`nhl.metrics.mean_average_precision`
-    on constant codes.
-    """
-    ql = check_labels(query_labels, "query_labels")
-    dl = check_labels(db_labels, "db_labels")
-    if ql.shape[1] != dl.shape[1]:
-        raise ValueError(
-            f"query_labels have {ql.shape[1]} classes but db_labels have {dl.shape[1]}"
-        )
-    n = dl.shape[0]
-    if topk is not None:
-        from ..metrics import mean_average_precision
-
-        return mean_average_precision(np.ones((ql.shape[0], 1), np.int8), np.ones((n, 1), np.int8),
-                                      ql, dl, topk=check_positive_int(topk, "topk"))
-    patterns, counts = np.unique(dl, axis=0, return_counts=True)  # few distinct label rows
-    r = ((ql.astype(np.int64) @ patterns.T.astype(np.int64)) > 0) @ counts  # relevant per query
-    r = r.astype(np.float64)
-    if n == 1:
-        return float((r > 0).mean())
-    harmonic = np.sum(1.0 / np.arange(1, n + 1))
-    ap = (r - 1) / (n - 1) + harmonic * (n - r) / (n * (n - 1))
-    return float(np.where(r > 0, ap, 0.0).mean())
 
 
 def first_of_classes(query_labels, class_names: Sequence[str], names: Sequence[str]) -> list[int]:

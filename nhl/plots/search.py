@@ -1,24 +1,23 @@
 """Plots for search with nested codes: speed against quality, and choosing a code length.
 
-Nested codes (METHOD.md section 1) let one stored 128-bit code serve every shorter length, so a
+Nested codes (docs/method.md §1) let one stored 128-bit code serve every shorter length, so a
 search system can trade bytes and latency against mAP after training. These helpers draw that
 trade-off: :func:`plot_recall_latency` (recall against per-query latency, one line per search
 method, with the spread of the timings), :func:`plot_length_choice` (mAP against bytes per image
 and against latency, with the Pareto front from :func:`pareto_front` marked and error bars),
 :func:`plot_latency` (median latency per length with its spread), and the two per-query views
-the explorer uses, :func:`plot_distance_histogram` and :func:`plot_pr_curve` (METHOD.md
-section 5). Point labels are placed so that they do not overlap (:func:`place_labels`).
+the explorer uses, :func:`plot_distance_histogram` and :func:`plot_pr_curve` (docs/method.md
+§7). Point labels are placed so that they do not overlap (:func:`place_labels`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 
+from ..studies.search import pareto_front
+
 __all__ = [
-    "pareto_front",
     "place_labels",
     "plot_latency",
     "plot_distance_histogram",
@@ -26,31 +25,6 @@ __all__ = [
     "plot_pr_curve",
     "plot_recall_latency",
 ]
-
-
-def pareto_front(points, minimize: Sequence[bool] = (True, False)) -> np.ndarray:
-    """Indices of the non-dominated points, sorted by the first coordinate.
-
-    ``points`` is ``(N, 2)``, e.g. (cost, quality). By default the first coordinate is to be
-    minimised (bytes, latency) and the second maximised (mAP, recall). A point is dominated when
-    another is at least as good in both coordinates and strictly better in one; equal points do
-    not dominate each other, so both stay on the front.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(
-            f"points must have shape (N, 2), e.g. [(bytes, mAP), ...], got {pts.shape}")
-    if len(minimize) != 2:
-        raise ValueError(f"minimize needs one flag per coordinate (2), got {tuple(minimize)!r}")
-    if not np.isfinite(pts).all():
-        raise ValueError("points must be finite (no NaN or inf)")
-    # Flip so that smaller is better in both coordinates.
-    better = pts * np.where(np.asarray(minimize, bool), 1.0, -1.0)
-    le = (better[:, None, :] <= better[None, :, :]).all(axis=2)  # le[j, i]: j at least as good
-    lt = (better[:, None, :] < better[None, :, :]).any(axis=2)
-    dominated = (le & lt).any(axis=0)
-    front = np.flatnonzero(~dominated)
-    return front[np.lexsort((better[front, 1], pts[front, 0]))]
 
 
 def _axes(ax, figsize=(6.0, 4.0)):
@@ -311,7 +285,7 @@ def plot_distance_histogram(distances, relevant, bits: int, ax=None, normalize: 
     """One query's Hamming distances to the database, relevant and irrelevant items apart.
 
     Good codes put the relevant items (same class) at small distances and the rest far away;
-    at short lengths both pile up on few values (many ties, METHOD.md section 5). With
+    at short lengths both pile up on few values (many ties, docs/method.md §7). With
     ``normalize`` each group is drawn as shares of its own size, so the (usually ten times
     fewer) relevant items stay visible next to the irrelevant ones without a log axis. Up to
     32 bits bars, beyond that outlines (steps).

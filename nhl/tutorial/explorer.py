@@ -4,13 +4,13 @@
 and a "random query" button), a code-length slider over the run's ``bit_list``, a method
 dropdown and a toggle between exhaustive Hamming search and the coarse-to-fine funnel. Every
 change re-runs the search on the stored codes (a ``b``-bit code is the prefix of the longest
-code, METHOD.md section 1) and redraws
+code, docs/method.md §1) and redraws
 
 * the top-k database images, framed green (relevant: shares a label) or red, in an
   ``ipywidgets.HTML`` whose ``data-ids`` attribute lists the retrieved database positions (so
   a browser test can see that the result changed);
 * the query's Hamming-distance histogram, relevant against irrelevant items, and the
-  precision-recall curve by Hamming radius at that length (METHOD.md section 5), as a PNG in
+  precision-recall curve by Hamming radius at that length (docs/method.md §7), as a PNG in
   an ``ipywidgets.Output``.
 
 Everything also works without a browser: the constructor renders the initial state and
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .validation import check_codes, check_labels, check_positive_int
+from ..validation import check_codes, check_labels, check_positive_int
 
 __all__ = ["Explorer", "Retrieved", "available_runs", "pick_query", "run_label"]
 
@@ -82,7 +82,7 @@ def available_runs(config, splits=None, root: str | Path | None = None,
     main run comes first, the others sorted by label; their codes are read only when the
     explorer shows them.
     """
-    from . import experiments
+    from .. import experiments
 
     splits = splits if splits is not None else experiments.get_splits(config)
     main = experiments.run(config, root=root, progress=progress)
@@ -176,7 +176,7 @@ class _Codes:
 
     def index(self, bits: int | None = None):
         """The Hamming index of the database at ``bits`` (``None``: all stored bits)."""
-        from .retrieval import HammingIndex
+        from ..retrieval import HammingIndex
 
         key = bits or self.database.shape[1]
         if key not in self._indexes:
@@ -192,7 +192,7 @@ class _Codes:
 
     def pr_curve(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean precision and recall by Hamming radius over all queries (cached per length)."""
-        from .metrics import precision_recall_by_radius
+        from ..metrics import precision_recall_by_radius
 
         if bits not in self._pr:
             self._pr[bits] = precision_recall_by_radius(
@@ -365,7 +365,7 @@ class Explorer:
             sizes = tuple(self.shortlist[: len(stages) - 1])
             sizes = sizes + (sizes[-1],) * (len(stages) - 1 - len(sizes))
         else:
-            from .retrieval import default_shortlist
+            from ..retrieval import default_shortlist
 
             sizes = default_shortlist(self.k, stages, n_db)
         sizes = tuple(min(max(s, self.k), n_db) for s in sizes)
@@ -381,7 +381,7 @@ class Explorer:
         index = codes.index() if use_funnel else codes.index(bits)  # built once, not timed
         t0 = time.perf_counter()
         if use_funnel:
-            from .retrieval import funnel_search
+            from ..retrieval import funnel_search
 
             dist, idx = funnel_search(index, q, k, stages=stages, shortlist=sizes)
         else:
@@ -448,7 +448,7 @@ class Explorer:
         (tie-aware: items tied with the exhaustive k-th distance count as equally right, see
         :func:`nhl.retrieval.tie_aware_recall`), ``P@k exhaustive`` and ``P@k funnel``.
         """
-        from .retrieval import funnel_search, tie_aware_recall
+        from ..retrieval import funnel_search, tie_aware_recall
 
         method = self._method(method)
         codes, qs = self.codes[method], self._queries(queries)
@@ -547,8 +547,8 @@ class Explorer:
     def _draw_plots(self, res: Retrieved) -> bytes:
         import matplotlib.pyplot as plt
 
-        from .metrics import hamming_distances
-        from .plots.search import plot_distance_histogram, plot_pr_curve
+        from ..metrics import hamming_distances
+        from ..plots.search import plot_distance_histogram, plot_pr_curve
 
         codes = self.codes[res.method]
         b = res.bits

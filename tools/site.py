@@ -14,12 +14,11 @@ The build stages a source folder (``build/site-src``)::
     notebooks/NN_*.ipynb       copies of notebooks/, widget views replaced by a note
     docs/teaching.md, docs/method.md, README.md, benchmarks/README.md
 
-and runs ``sphinx-build -b html`` into ``build/site``. Run it with ``python -m nhl.website``.
+and runs ``sphinx-build -b html`` into ``build/site``. Run it with ``python -m tools.site``.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -31,7 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import project_root
+from nhl.utils import project_root
+
+from . import command
+from .notebooks import notebook_paths
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MATHJAX_VERSION = "3.2.2"
@@ -193,8 +195,6 @@ def _copy_mathjax(es5: Path, target: Path) -> None:
 
 def stage(src: Path, root: Path, es5: Path | None) -> list[NotebookInfo]:
     """Write the Sphinx source folder ``src`` (emptied first). Returns the notebooks' info."""
-    from .tutorial import notebook_paths
-
     conf_dir = root / "docs" / "site"
     if src.exists():
         shutil.rmtree(src)
@@ -226,8 +226,6 @@ def stage(src: Path, root: Path, es5: Path | None) -> list[NotebookInfo]:
 # Build
 def inputs(root: str | Path | None = None) -> list[Path]:
     """Every file the site is built from (notebooks, pages, the Sphinx config, this module)."""
-    from .tutorial import notebook_paths
-
     root = Path(root) if root else project_root()
     conf = [p for p in (root / "docs" / "site").rglob("*") if p.is_file()]
     pages = [root / page for page in PAGES if (root / page).is_file()]
@@ -277,16 +275,14 @@ def build(out: str | Path | None = None, root: str | Path | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nhl.website", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=None, help="output folder (default build/site)")
-    parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
-    args = parser.parse_args(argv)
-    try:
-        build(args.out, quiet=not args.verbose)
-    except SiteError as exc:
-        print(f"make site: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    """``python -m tools.site [--out DIR] [--verbose]``."""
+    return command(
+        argv, "python -m tools.site", __doc__.split("\n")[0],
+        [(("--out",), dict(default=None, help="output folder (default build/site)")),
+         (("--verbose",), dict(action="store_true", help="show Sphinx's progress"))],
+        lambda a: build(a.out, quiet=not a.verbose),
+        failures=(SiteError,), failure_message="make site: {}",
+    )
 
 
 if __name__ == "__main__":

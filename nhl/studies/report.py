@@ -1,9 +1,9 @@
-"""Summary tables of the committed studies (:mod:`nhl.results`), for README.md and the notebooks.
+"""Summary tables of the committed studies (:mod:`nhl.studies.results`), for README.md and the notebooks.
 
-Each function takes a study's long table (``nhl.results.get(name)[0]`` or
-``nhl.results.load(name)``) and returns a small pandas table; :func:`markdown_report` renders all
+Each function takes a study's long table (``nhl.studies.results.get(name)[0]`` or
+``nhl.studies.results.load(name)``) and returns a small pandas table; :func:`markdown_report` renders all
 of them as the README's "Measured here" section (``python -m nhl report``). Nothing here trains.
-METHOD.md section 6 lists the claims these tables check.
+docs/method.md §9 lists the claims these tables check.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import paired
+from .results import load, stamp
+from .statistics import paired, t_quantile
 
 #: Per-method target of the tutorial's standard setting (Fashion-MNIST, 15 epochs, mAP@ALL).
 TARGET = {"short": (8, 0.40), "rest": 0.60}
@@ -123,8 +124,6 @@ def _fmt(table: pd.DataFrame, digits: int = 3) -> str:
 
 def markdown_report(folder: str | Path | None = None) -> str:
     """The README's "Measured here" tables, from the committed result files."""
-    from .results import load, stamp
-
     lines: list[str] = []
 
     def section(title: str, name: str, body: str) -> None:
@@ -153,7 +152,7 @@ def markdown_report(folder: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
-#: The paper's ablation order (METHOD.md section 6) as four paired claims ``a >= b``: full NHL at
+#: The paper's ablation order (docs/method.md §9) as four paired claims ``a >= b``: full NHL at
 #: least as good as without weighting (``distill``) and as without distillation (``weighting``),
 #: and each of those at least as good as without both (``plain``).
 ORDER_CLAIMS = (
@@ -185,7 +184,7 @@ def ablation_order(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
     """The paper's ablation order checked per dataset and method, claim by claim.
 
     For each claim ``a >= b`` of :data:`ORDER_CLAIMS`: the paired difference ``a - b`` (same
-    seed, averaged over lengths) with its 95 % CI (:func:`nhl.results.paired`) and a verdict:
+    seed, averaged over lengths) with its 95 % CI (:func:`nhl.studies.statistics.paired`) and a verdict:
     ``holds`` (CI above 0), ``fails`` (CI below 0), ``within noise (holds/fails in mean)``
     (CI contains 0) or ``identical runs`` (every per-seed, per-length difference is 0, up to
     :data:`IDENTICAL_TOL`:
@@ -216,8 +215,6 @@ def order_verdicts(order: pd.DataFrame) -> pd.DataFrame:
 def lambda_stats(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
     """Per method, lambda_D and length: mean, sample std, seeds and 95 % CI half-width of
     ``value`` over seeds (the error bars of the distillation-strength plot)."""
-    from .results import t_quantile
-
     g = table.groupby(["method", "lambda_D", "bits"])[value]
     out = g.agg(mean="mean", sd="std", n="count").reset_index()
     out["ci95"] = [t_quantile(int(n)) * sd / np.sqrt(n) if n > 1 else np.nan
@@ -228,7 +225,7 @@ def lambda_stats(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
 def lambda_paired(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
     """Per method and lambda_D > 0: mAP minus the lambda_D = 0 run of the same seed, at every
     length and averaged over lengths (``bits`` = ``mean``), with 95 % CI and sign
-    (:func:`nhl.results.paired`)."""
+    (:func:`nhl.studies.statistics.paired`)."""
     lams = sorted(table["lambda_D"].unique())
     if 0 not in lams:
         raise ValueError("the table needs lambda_D = 0 runs (the reference)")
@@ -255,7 +252,7 @@ def lambda_effects(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
 
 
 def rule_table(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
-    """Per dataset and method: how often the dominance rule fired (METHOD.md section 3; share
+    """Per dataset and method: how often the dominance rule fired (docs/method.md §3; share
     of training steps with any alpha < 1, mean over seeds) in the ``weighting`` and ``nhl``
     runs, and the largest difference (any seed, any length) that switching the weighting on
     made: ``|weighting - plain|`` and ``|nhl - distill|``. A rule that never fires leaves
@@ -278,7 +275,7 @@ def rule_table(table: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
 
 
 def gain_vs_noise(grid: pd.DataFrame, seeds: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
-    """Which per-method gains of the one-seed ``grid`` exceed seed noise (METHOD.md section 6).
+    """Which per-method gains of the one-seed ``grid`` exceed seed noise (docs/method.md §9).
 
     Per dataset and method of ``grid``: the mean gain over lengths (nested minus single, seed
     0). For the methods of the three-seed ``seeds`` study: their paired mean gain with its 95 %

@@ -1,15 +1,15 @@
 """Measuring search with nested codes: where the k-th neighbour lies, funnel against exhaustive
 search (tie-aware recall and interleaved latency), and choosing a code length (notebook 08).
 
-A nested model stores one code; its ``b``-bit prefix is the ``b``-bit code (METHOD.md section
-1), so one database answers exhaustive Hamming search at every length and the coarse-to-fine
+A nested model stores one code; its ``b``-bit prefix is the ``b``-bit code (docs/method.md
+§1), so one database answers exhaustive Hamming search at every length and the coarse-to-fine
 funnel (:func:`nhl.retrieval.funnel_search`). These helpers measure them honestly:
 
 * :func:`neighbour_distances`: per length, how far the k-th neighbour is and how many items tie
   with it. A funnel can only be judged where the k-th neighbour is *not* at distance 0 amid
   thousands of ties (there every shortlist of exact matches is a right answer).
 * :func:`compare_search`: exhaustive search at each length and backend and funnels, timed in
-  interleaved rounds (:mod:`nhl.interleaved`) on a subset of queries, scored on all queries by
+  interleaved rounds (:mod:`nhl.studies.timing`) on a subset of queries, scored on all queries by
   tie-aware recall@k against the exhaustive search at the longest length
   (:func:`nhl.retrieval.tie_aware_recall`) and by precision@k.
 * :func:`length_choice`: mAP per length with 95 % bootstrap intervals over queries, the gain
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .interleaved import interleaved_timings, summarize_timings
-from .metrics import _distance_block, _pack_words, _words_from_packed, average_precision
-from .retrieval import HammingIndex, funnel_search, tie_aware_recall
-from .storage import code_bytes
-from .validation import check_bit_list, check_codes, check_labels, check_positive_int
+from ..metrics import average_precision, distance_block, pack_words, words_from_packed
+from ..retrieval import HammingIndex, funnel_search, tie_aware_recall
+from ..storage import code_bytes
+from ..validation import check_bit_list, check_codes, check_labels, check_positive_int
+from .timing import interleaved_timings, summarize_timings
 
 __all__ = [
     "SearchComparison",
@@ -37,6 +37,7 @@ __all__ = [
     "funnel_name",
     "length_choice",
     "neighbour_distances",
+    "pareto_front",
 ]
 
 _BLOCK_ELEMENTS = 1 << 21  # distances per block of queries in neighbour_distances
@@ -80,12 +81,12 @@ def neighbour_distances(queries, database, bit_list: Sequence[int], k: int = 100
     rows = []
     for b in bits_list:
         distinct, mult = np.unique(np.packbits(db[:, :b] > 0, axis=1), axis=0, return_counts=True)
-        dw = np.ascontiguousarray(_words_from_packed(distinct, b).T)
-        qw = _pack_words(q[:, :b], b)
+        dw = np.ascontiguousarray(words_from_packed(distinct, b).T)
+        qw = pack_words(q[:, :b], b)
         kth, closer, tied = (np.empty(q.shape[0], np.int64) for _ in range(3))
         step = max(1, _BLOCK_ELEMENTS // len(distinct))
         for start in range(0, q.shape[0], step):
-            dist = _distance_block(qw[:, start : start + step], dw, b)
+            dist = distance_block(qw[:, start : start + step], dw, b)
             n = dist.shape[0]
             offset = (b + 1) * np.arange(n, dtype=np.int32)[:, None]  # one histogram per row
             counts = np.bincount((dist.astype(np.int32) + offset).ravel(),
@@ -140,7 +141,7 @@ class SearchComparison:
     def latency_by_length(self, backend: str) -> pd.DataFrame:
         """Exhaustive latency of ``backend`` per length (index ``bits``): ``median``, ``low``,
         ``high`` (ms per query over rounds) and ``vs shortest``, the verdict of the per-round
-        speed-up of each length against the shortest one (:func:`nhl.interleaved.verdict`)."""
+        speed-up of each length against the shortest one (:func:`nhl.studies.timing.verdict`)."""
         t = self.table[(self.table["kind"] == "exhaustive") & (self.table["backend"] == backend)]
         if t.empty:
             raise ValueError(f"no exhaustive timings for backend {backend!r}; measured: "
@@ -202,7 +203,7 @@ def compare_search(
 
     Timing: every method searches the same ``timing_queries`` queries (a seeded random subset;
     ``None``: all) once per round, ``repeats`` interleaved rounds after one warm-up call
-    (:func:`nhl.interleaved.interleaved_timings`). Quality: every method searches *all*
+    (:func:`nhl.studies.timing.interleaved_timings`). Quality: every method searches *all*
     queries once more (untimed, with the fastest backend: all return the same answer); recall@k
     is tie-aware against the exhaustive search at the longest length. Speed-ups are relative
     to that search with the first backend (the *reference*).
@@ -313,9 +314,32 @@ def compare_search(
 # --------------------------------------------------------------------------- choosing a length
 
 
-def _pareto_flags(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    from .plots.search import pareto_front
+def pareto_front(points, minimize: Sequence[bool] = (True, False)) -> np.ndarray:
+    """Indices of the non-dominated points, sorted by the first coordinate.
 
+    ``points`` is ``(N, 2)``, e.g. (cost, quality). By default the first coordinate is to be
+    minimised (bytes, latency) and the second maximised (mAP, recall). A point is dominated when
+    another is at least as good in both coordinates and strictly better in one; equal points do
+    not dominate each other, so both stay on the front.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(
+            f"points must have shape (N, 2), e.g. [(bytes, mAP), ...], got {pts.shape}")
+    if len(minimize) != 2:
+        raise ValueError(f"minimize needs one flag per coordinate (2), got {tuple(minimize)!r}")
+    if not np.isfinite(pts).all():
+        raise ValueError("points must be finite (no NaN or inf)")
+    # Flip so that smaller is better in both coordinates.
+    better = pts * np.where(np.asarray(minimize, bool), 1.0, -1.0)
+    le = (better[:, None, :] <= better[None, :, :]).all(axis=2)  # le[j, i]: j at least as good
+    lt = (better[:, None, :] < better[None, :, :]).any(axis=2)
+    dominated = (le & lt).any(axis=0)
+    front = np.flatnonzero(~dominated)
+    return front[np.lexsort((better[front, 1], pts[front, 0]))]
+
+
+def _pareto_flags(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
     flags = np.zeros(cost.size, bool)
     flags[pareto_front(np.column_stack([cost, quality]))] = True
     return flags
@@ -335,7 +359,7 @@ def length_choice(
 ) -> pd.DataFrame:
     """mAP, bytes and (optionally) latency per code length, with intervals and Pareto fronts.
 
-    mAP is the tie-aware mAP@``topk`` (``None``: the whole database, METHOD.md section 5),
+    mAP is the tie-aware mAP@``topk`` (``None``: the whole database, docs/method.md §7),
     the mean of per-query AP; its interval is the bootstrap percentile interval over queries
     (``n_boot`` resamples, ``level``). ``gain`` is the mAP change from the previous length,
     with a paired bootstrap interval (the same resampled queries at both lengths); ``gain

@@ -1,9 +1,9 @@
 """An interactive explorer of the method's ablation (the committed ``results/ablation.csv``).
 
-The ablation (METHOD.md section 6) trains every base loss four ways: ``plain`` nested training
+The ablation (docs/method.md §9) trains every base loss four ways: ``plain`` nested training
 (uniform weights, no distillation), ``weighting`` only (the dominance-aware dynamic weighting,
-METHOD.md section 3), ``distill`` only (the long-short cascade self-distillation, METHOD.md
-section 4) and ``nhl`` (both). The paper's claim is an ordering: the full NHL is at least as good
+docs/method.md §3), ``distill`` only (the long-short cascade self-distillation, docs/method.md
+§4) and ``nhl`` (both). The paper's claim is an ordering: the full NHL is at least as good
 as without the weighting (``nhl >= distill``), and without the distillation at least as good as
 without both (``weighting >= plain``).
 
@@ -13,9 +13,9 @@ metric) over such a table and on every change redraws, as one PNG,
 1. the mean over seeds per variant against code length, with the sample standard deviation over
    seeds as error bars and the chosen length highlighted;
 2. each variant minus ``plain`` trained with the same seed at the chosen length: mean and 95 %
-   confidence interval over seeds (:func:`nhl.results.paired`), with a zero line;
+   confidence interval over seeds (:func:`nhl.studies.statistics.paired`), with a zero line;
 3. how often the dominance rule fired (share of training steps with any alpha < 1) for the
-   variants that use it, mean and range over seeds (:func:`nhl.results.firing_rates`);
+   variants that use it, mean and range over seeds (:func:`nhl.studies.statistics.firing_rates`);
 
 plus a one-line summary. The element with CSS class ``nhl-ablation-values`` (inside the
 container of class ``nhl-ablation``) carries ``data-dataset``, ``data-method``, ``data-bits``,
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import results
-from .plots.curves import flag_truncated_y
+from ..plots.curves import flag_truncated_y
+from ..studies import results, statistics
 
 __all__ = [
     "AblationExplorer",
@@ -56,7 +56,7 @@ __all__ = [
 REQUIRED_COLUMNS = ("dataset", "method", "variant", "seed", "bits", "mAP", "firing")
 #: The metrics it can show: tie-aware mAP over the whole database, and at the dataset's cut-off.
 METRICS = ("mAP", "mAP@K")
-#: Variants that use the dominance-aware weighting (METHOD.md section 3).
+#: Variants that use the dominance-aware weighting (docs/method.md §3).
 WEIGHTED = ("weighting", "nhl")
 #: Display order of the known variants (others follow, sorted).
 ORDER = ("single", "plain", "weighting", "distill", "nhl")
@@ -74,7 +74,7 @@ _OFFSET = 0.07  # horizontal offset between variants, in log2 units of code leng
 
 
 def load_table(with_single: bool = False, folder: str | Path | None = None) -> pd.DataFrame:
-    """The committed ablation table (``results/ablation.csv``, :func:`nhl.results.load`).
+    """The committed ablation table (``results/ablation.csv``, :func:`nhl.studies.results.load`).
 
     ``with_single``: also the single-length baselines of the ``seeds`` study (variant
     ``single``) for the datasets, methods and seeds of the ablation, as a fifth variant.
@@ -133,13 +133,13 @@ def _figure_png(fig) -> bytes:
 def check_table(table) -> pd.DataFrame:
     """Validate an ablation table (one row per run and code length); returns it unchanged."""
     if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame such as nhl.results.load('ablation'), "
+        raise TypeError(f"table must be a pandas DataFrame such as nhl.studies.results.load('ablation'), "
                         f"got {type(table).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks the columns {missing}; an ablation table needs "
                          f"{list(REQUIRED_COLUMNS)} (plus topk and mAP@K for a cut-off), as "
-                         "nhl.results.load('ablation') has")
+                         "nhl.studies.results.load('ablation') has")
     if table.empty:
         raise ValueError("table has no rows; make the ablation with: python -m nhl study ablation")
     keys = ["dataset", "method", "variant", "seed", "bits"]
@@ -160,7 +160,7 @@ class AblationView:
     ``mean`` / ``sd``: mean and sample standard deviation (``ddof=1``) over seeds of ``metric``,
     index code length, one column per shown variant; ``seeds``: seeds per variant. ``paired``:
     each shown variant (but ``reference``) minus ``reference`` of the same seed at ``bits``,
-    summarised over seeds by :func:`nhl.results.paired` (columns ``diff``, ``sd``, ``n``,
+    summarised over seeds by :func:`nhl.studies.statistics.paired` (columns ``diff``, ``sd``, ``n``,
     ``ci95``, ``sign``).
     ``firing``: share of steps in which the dominance rule fired, ``mean`` / ``min`` / ``max``
     over seeds, for the shown variants that use the weighting.
@@ -205,15 +205,15 @@ class AblationExplorer:
 
     ``table``: a long table with one row per run and code length (columns
     :data:`REQUIRED_COLUMNS`, plus ``topk`` and ``mAP@K`` where a dataset has a cut-off), e.g.
-    ``nhl.results.load("ablation")``, which is read when ``table`` is ``None``. ``dataset``,
+    ``nhl.studies.results.load("ablation")``, which is read when ``table`` is ``None``. ``dataset``,
     ``method``, ``bits``, ``variants``, ``metric``: the initial controls (default: the first
     dataset and method, the middle length, every variant, ``mAP``). ``reference``: the variant
     the paired differences subtract (``plain``; ``single`` for the ``seeds`` table).
     ``source``: a line under the summary saying where the numbers come from (e.g. the second
-    value of :func:`nhl.results.get`); by default, for the committed table, its stamp
-    (:func:`nhl.results.describe_source`).
+    value of :func:`nhl.studies.results.get`); by default, for the committed table, its stamp
+    (:func:`nhl.studies.results.describe_source`).
 
-    What it checks is the ablation claim of METHOD.md section 6 on the components of sections
+    What it checks is the ablation claim of docs/method.md §9 on the components of sections
     3 (weighting) and 4 (distillation): ``nhl - distill >= 0`` and ``weighting - plain >= 0``,
     with paired differences because runs of one seed share initial weights and batch order.
 
@@ -460,7 +460,7 @@ class AblationExplorer:
 
         treated = [v for v in shown if v != self.reference]
         cols = ["diff", "sd", "n", "ci95", "sign"]
-        frames = [results.paired(run, v, self.reference, value=metric).assign(variant=v)
+        frames = [statistics.paired(run, v, self.reference, value=metric).assign(variant=v)
                   for v in treated if self.reference in present]
         if frames:
             p = pd.concat(frames, ignore_index=True)
@@ -470,7 +470,7 @@ class AblationExplorer:
             paired = pd.DataFrame(index=pd.Index(treated, name="variant"), columns=cols,
                                   dtype=float)
         weighted = [v for v in shown if v in WEIGHTED]
-        firing = (results.firing_rates(run).set_index("variant")[["mean", "min", "max"]]
+        firing = (statistics.firing_rates(run).set_index("variant")[["mean", "min", "max"]]
                   .reindex(weighted))
         view = AblationView(dataset, method, bits, metric, self.metric_label(dataset, metric),
                             self.reference, shown, lengths, mean, sd, seeds, paired, firing, "")

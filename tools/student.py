@@ -11,13 +11,12 @@ nbgrader's database and course layout. It also clears the outputs and execution 
 solution cells, and the stored state of any widget that only those outputs showed. Every other
 cell is left exactly as it was, outputs included.
 
-``python -m nhl.course`` writes ``build/student/NN_*.ipynb`` (the tutorial's code finds the
+``python -m tools.student`` writes ``build/student/NN_*.ipynb`` (the tutorial's code finds the
 project's ``data/`` and ``runs/`` from there, so the copies run as they are).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,10 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Unicode
 
-from .paths import project_root
-from .tutorial import _WIDGET_STATE, _WIDGET_VIEW, _widget_refs
+from nhl.utils import project_root
+
+from . import command
+from .notebooks import _WIDGET_STATE, _WIDGET_VIEW, _widget_refs, notebook_paths
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -163,8 +164,6 @@ def until_first_solution(nb):
 def write_student_copies(out: str | Path | None = None,
                          notebooks: str | Path | None = None) -> list[Path]:
     """Write a student copy of every tutorial notebook to ``out`` (default ``build/student``)."""
-    from .tutorial import notebook_paths
-
     root = project_root()
     out = Path(out) if out else root / "build" / "student"
     paths = notebook_paths(Path(notebooks) if notebooks else root / "notebooks")
@@ -185,18 +184,19 @@ def write_student_copies(out: str | Path | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nhl.course",
-        description="Write student copies of the tutorial notebooks (solutions removed).")
-    parser.add_argument("--out", default=None, help="output folder (default build/student)")
-    parser.add_argument("--notebooks", default=None, help="source folder (default notebooks/)")
-    args = parser.parse_args(argv)
-    written = write_student_copies(args.out, args.notebooks)
-    for path in written:
-        nb = nbformat.read(path, as_version=4)
-        n = sum(1 for c in nb.cells if is_solution(c))
-        print(f"{path}: {n} exercise{'s' if n != 1 else ''} to solve")
-    return 0
+    """``python -m tools.student [--out DIR] [--notebooks DIR]``."""
+    def action(args):
+        for path in write_student_copies(args.out, args.notebooks):
+            n = sum(1 for c in nbformat.read(path, as_version=4).cells if is_solution(c))
+            print(f"{path}: {n} exercise{'s' if n != 1 else ''} to solve")
+
+    return command(
+        argv, "python -m tools.student",
+        "Write student copies of the tutorial notebooks (solutions removed).",
+        [(("--out",), dict(default=None, help="output folder (default build/student)")),
+         (("--notebooks",), dict(default=None, help="source folder (default notebooks/)"))],
+        action,
+    )
 
 
 if __name__ == "__main__":

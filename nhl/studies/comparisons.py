@@ -1,12 +1,12 @@
 """Nested against single-length models in a study table, in each dataset's mAP convention.
 
-METHOD.md section 5 fixes the metric per dataset: mAP@ALL on 10-class single-label data, mAP@K
+docs/method.md §6 fixes the metric per dataset: mAP@ALL on 10-class single-label data, mAP@K
 where the literature uses a cut-off (``fashion-mnist-100``: mAP@1000, the ImageNet-100
 convention; ``fashion-mnist-multilabel``: mAP@5000, the MS-COCO one). Section 6 quotes the
 paper's "+3.4 % average mAP" of nested over single-length models. The functions here read a
-long study table (``nhl.results.get("seeds")``: one row per run and length with ``dataset``,
+long study table (``nhl.studies.results.get("seeds")``: one row per run and length with ``dataset``,
 ``method``, ``variant``, ``seed``, ``bits``, ``mAP``, ``topk``, ``mAP@K``) and give per-seed
-paired differences with 95 % confidence intervals (:func:`nhl.results.paired`) and relative
+paired differences with 95 % confidence intervals (:func:`nhl.studies.statistics.paired`) and relative
 gains in percent, for every dataset in its convention (and mAP@ALL beside it).
 """
 
@@ -17,7 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .results import paired, t_quantile
+from ..metrics import map_per_length
+from . import results
+from .statistics import paired, t_quantile
 
 #: The columns a study table needs here.
 NEEDED = ("dataset", "method", "variant", "seed", "bits", "mAP", "topk", "mAP@K")
@@ -28,7 +30,7 @@ def _check_table(table) -> pd.DataFrame:
         raise TypeError(f"table must be a DataFrame (a study table), got {type(table).__name__}")
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
-        raise ValueError(f"the table lacks columns {missing}; pass a study table such as nhl.results.get('seeds')[0]")
+        raise ValueError(f"the table lacks columns {missing}; pass a study table such as nhl.studies.results.get('seeds')[0]")
     if table.empty:
         raise ValueError("the table is empty")
     return table
@@ -45,13 +47,11 @@ def complete_pairs(table: pd.DataFrame, treatment: str = "nhl", reference: str =
 
 
 def study_table(name: str, treatment: str = "nhl", reference: str = "single") -> tuple[pd.DataFrame | None, str]:
-    """A study's table (:func:`nhl.results.get`) restricted to :func:`complete_pairs`, and a line
+    """A study's table (:func:`nhl.studies.results.get`) restricted to :func:`complete_pairs`, and a line
     saying where it comes from and how complete it is; ``(None, message)`` when the table does
     not exist yet or holds no complete pair. Never trains."""
-    from .results import get
-
     try:
-        table, source = get(name)
+        table, source = results.get(name)
     except FileNotFoundError:
         return None, (f"The {name!r} table is not yet computed (results/{name}.csv is missing and the run "
                       f"cache lacks its runs): make it with `python -m nhl study {name}`.")
@@ -93,7 +93,7 @@ def paired_by_metric(
     by: Sequence[str] = ("method",),
     all_too: bool = True,
 ) -> pd.DataFrame:
-    """:func:`nhl.results.paired` per dataset in its metric (:func:`metric_columns`).
+    """:func:`nhl.studies.statistics.paired` per dataset in its metric (:func:`metric_columns`).
 
     Columns: ``dataset``, ``metric``, ``convention``, the ``by`` columns, ``bits`` (each length
     and ``"mean"``), ``diff`` (treatment - reference, mean over seeds), ``sd``, ``n`` (seeds),
@@ -123,7 +123,7 @@ def relative_gain(
 
     Per seed the gain is averaged over every other key (datasets, methods and lengths) within
     each group of ``by``; then mean, ``sd``, ``n`` and the 95 % interval ``ci95`` over seeds, and ``sign``
-    as in :func:`nhl.results.paired`. ``cells``: how many (method, length) cells entered.
+    as in :func:`nhl.studies.statistics.paired`. ``cells``: how many (method, length) cells entered.
     """
     _check_table(table)
     by = list(by)
@@ -215,10 +215,8 @@ def truncation(nested, long_single, singles=None) -> pd.DataFrame:
     codes to be good codes on their own; the nested model's prefixes were trained for it.
     Returns a long table (``seed``, ``bits``, ``variant`` in ``nhl`` / ``truncated`` /
     ``single``, ``mAP``) in the dataset's metric (mAP@K where it has a cut-off, tie-aware),
-    ready for :func:`nhl.results.paired`.
+    ready for :func:`nhl.studies.statistics.paired`.
     """
-    from .metrics import map_per_length
-
     bits = tuple(nested.bit_list)
     if tuple(long_single.bit_list) != (bits[-1],):
         raise ValueError(f"long_single must be the single-length run at {bits[-1]} bits, "

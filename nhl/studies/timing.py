@@ -1,24 +1,25 @@
-"""Measuring training cost fairly: seconds per optimiser step, evaluation, time to a target mAP.
+"""Measuring cost fairly: interleaved rounds, seconds per optimiser step, evaluation, time to a
+target mAP (docs/method.md §9: "one NHL model trains about 5 to 8 times faster than K
+single-length models").
 
-METHOD.md section 6 claims one nested model trains 5 to 8 times faster than K single-length
-models. With equal epochs and the same selection rule (METHOD.md section 5) every run takes the
-same number of steps, so the training speed-up per epoch is
+Timing one method after the other lets a burst of background load land on one of them only.
+Every measurement here runs its candidates once per *round*, in a freshly shuffled order each
+round (:func:`shuffled_rounds`), so a slow spell hits all of them alike:
 
-    sum_k t(single L_k) / t(nested)
+* :func:`interleaved_timings` / :func:`summarize_timings`: any named callables (search latency
+  in notebook 08), medians over rounds with their spread and per-round paired ratios against a
+  reference; a difference counts as real only when every round agrees on its direction.
+* :func:`measure_steps`: the training steps of many models on the same batches. With equal
+  epochs and the same selection rule every run takes the same number of steps, so the training
+  speed-up per epoch is ``sum_k t(single L_k) / t(nested)`` for the per-step costs t. Whether
+  that is near K depends on how much of a step the shared backbone costs against the per-length
+  head, and on what the weighting and the distillation add.
+* :func:`time_evaluation`: what each model costs outside the steps (memory-bank refresh,
+  validation pass, encoding); :func:`run_costs` puts them together for a number of epochs.
 
-for the per-step costs t. Whether that is near K depends on (a) how much of a step the shared
-backbone costs against the per-length head (hash layer, base loss, its memory bank) and (b) what
-the dominance weighting (each length's gradient on W separately) and the distillation (a B x B
-similarity per length) add. :func:`measure_steps` measures the step costs of many models on the
-same batches, interleaved in a shuffled order in every repeat (a slowdown of a shared CPU hits
-them all alike), optionally split into head and the rest; :func:`time_evaluation` measures what
-each model costs outside the steps (memory-bank refresh, validation pass, encoding);
-:func:`run_costs` puts them together for a number of epochs. Timings are never cached: they
-belong to the machine and the moment they were measured.
-
-From a run's history: :func:`progress_curve`, :func:`time_to_target` (seconds recorded while
-training) and :func:`epochs_to_target` (epochs, comparable across runs timed at different
-moments).
+Timings are never cached: they belong to the machine and the moment they were measured. From a
+run's history: :func:`progress_curve`, :func:`time_to_target` (seconds recorded while training)
+and :func:`epochs_to_target` (epochs, comparable across runs timed at different moments).
 """
 
 from __future__ import annotations
@@ -26,15 +27,109 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .config import VARIANTS, TrainConfig
-from .validation import check_positive_int
+from ..config import VARIANTS, TrainConfig
+from ..metrics import map_per_length
+from ..models import encode_dataset
+from ..train import build, refresh_banks
+from ..validation import check_positive_int
+
+
+def shuffled_rounds(names: Sequence[str], repeats: int, seed: int = 0) -> Iterator[tuple[int, int, str]]:
+    """``(round, position, name)`` for ``repeats`` rounds over ``names``, each round in a fresh
+    random order (seeded by ``seed``): the one loop behind every interleaved measurement here."""
+    rng = np.random.default_rng(seed)
+    for r in range(repeats):
+        for pos, j in enumerate(rng.permutation(len(names))):
+            yield r, pos, names[int(j)]
+
+
+def interleaved_timings(
+    functions: Mapping[str, Callable[[], object]],
+    repeats: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Seconds per call of each callable, measured in ``repeats`` interleaved rounds.
+
+    Each callable first runs ``warmup`` times untimed (caches, lazy tables). Then, in every
+    round, each one runs once, in an order shuffled per round (seeded by ``seed``).
+
+    Returns a long table with columns ``name``, ``round`` and ``seconds`` (one row per call).
+    """
+    if not isinstance(functions, Mapping) or not functions:
+        raise ValueError("functions must be a non-empty {name: callable} mapping")
+    for name, fn in functions.items():
+        if not callable(fn):
+            raise TypeError(f"functions[{name!r}] must be callable, got {type(fn).__name__}")
+    repeats = check_positive_int(repeats, "repeats")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    names = list(functions)
+    for name in names:
+        for _ in range(int(warmup)):
+            functions[name]()
+    rows = []
+    for r, _, name in shuffled_rounds(names, repeats, seed):
+        t0 = time.perf_counter()
+        functions[name]()
+        rows.append({"name": name, "round": r, "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(rows)
+
+
+def verdict(low: float, high: float) -> str:
+    """``"faster"`` when every round's speed-up ``t_ref / t`` exceeds 1, ``"slower"`` when every
+    one is below 1, else ``"within noise"``."""
+    if low > 1.0:
+        return "faster"
+    if high < 1.0:
+        return "slower"
+    return "within noise"
+
+
+def summarize_timings(
+    times: pd.DataFrame, reference: str | None = None, per: int = 1, scale: float = 1e3
+) -> pd.DataFrame:
+    """Median time per call (divided by ``per``, e.g. the number of queries) and its spread.
+
+    Columns (index ``name``, in first-seen order): ``median`` / ``low`` / ``high`` (median,
+    minimum and maximum over rounds, times ``scale``: milliseconds by default) and ``rounds``.
+    With a ``reference`` name also ``speed-up`` (median over rounds of ``t_reference / t`` in
+    the same round), ``speed-up low`` / ``speed-up high`` (its minimum and maximum) and
+    ``vs reference`` (:func:`verdict`).
+    """
+    missing = {"name", "round", "seconds"} - set(times.columns)
+    if missing:
+        raise ValueError(f"times lacks column(s) {sorted(missing)}; use interleaved_timings")
+    per = check_positive_int(per, "per")
+    names = list(dict.fromkeys(times["name"]))
+    wide = times.pivot_table(index="round", columns="name", values="seconds")[names]
+    per_call = wide * (scale / per)
+    out = pd.DataFrame({
+        "median": per_call.median(),
+        "low": per_call.min(),
+        "high": per_call.max(),
+        "rounds": per_call.count(),
+    })
+    if reference is not None:
+        if reference not in wide.columns:
+            raise ValueError(f"reference {reference!r} is not one of the timed names: {names}")
+        ratio = wide.rdiv(wide[reference], axis=0)  # t_ref / t per round: > 1 means faster
+        out["speed-up"] = ratio.median()
+        out["speed-up low"] = ratio.min()
+        out["speed-up high"] = ratio.max()
+        out["vs reference"] = [verdict(lo, hi) if name != reference else "reference"
+                               for name, lo, hi in zip(out.index, out["speed-up low"],
+                                                       out["speed-up high"])]
+    out.index.name = "name"
+    return out
+
 
 #: Variant names :func:`time_steps` understands besides the nested ones in ``VARIANTS``.
 SINGLE = "single"
@@ -87,8 +182,6 @@ def _same_batches(splits, config: TrainConfig, n_steps: int) -> list:
 
 
 def _setup(config: TrainConfig, splits, refresh: bool):
-    from .train import build, refresh_banks
-
     model, objective = build(config, splits)
     if refresh:  # as fit() does before the first epoch: a full bank, as in real training
         refresh_banks(model, objective, splits.train, config.batch_size)
@@ -219,20 +312,17 @@ def measure_steps(
             model = setups[v][0]
             with torch.no_grad():
                 features[v] = [model.features(x).requires_grad_(True) for x, _, _ in batches]
-    rng = np.random.default_rng(seed)
     rows = []
-    for rep in range(repeats):
-        for pos, i in enumerate(rng.permutation(len(variants))):
-            v = variants[int(i)]
+    for rep, pos, v in shuffled_rounds(variants, repeats, seed):
+        t0 = time.perf_counter()
+        _steps(*setups[v], batches)
+        row = {"repeat": rep, "order": pos, "variant": v, "kind": configs[v].kind,
+               "step s": (time.perf_counter() - t0) / n_steps}
+        if parts:
             t0 = time.perf_counter()
-            _steps(*setups[v], batches)
-            row = {"repeat": rep, "order": pos, "variant": v, "kind": configs[v].kind,
-                   "step s": (time.perf_counter() - t0) / n_steps}
-            if parts:
-                t0 = time.perf_counter()
-                _heads(setups[v][0], setups[v][1], batches, features[v])
-                row["head s"] = (time.perf_counter() - t0) / n_steps
-            rows.append(row)
+            _heads(setups[v][0], setups[v][1], batches, features[v])
+            row["head s"] = (time.perf_counter() - t0) / n_steps
+        rows.append(row)
     return StepTimes(pd.DataFrame(rows), tuple(variants), n_steps, min(config.batch_size, len(splits.train)),
                      torch.get_num_threads())
 
@@ -270,30 +360,23 @@ def time_evaluation(
     each of the model's lengths), ``val s`` (the two together: one epoch's selection cost) and
     ``encode ms / 1000`` (encoding cost per 1,000 images, to scale to the test split).
     """
-    from .metrics import map_per_length
-    from .models import encode_dataset
-    from .train import refresh_banks
-
     repeats = check_positive_int(repeats, "repeats")
     variants = _check_variants(variants)
     configs = {v: _variant_config(config, v) for v in variants}
     built = {v: _setup(c, splits, refresh=False)[:2] for v, c in configs.items()}
     n_val = len(splits.val) + len(splits.val_database)
-    rng = np.random.default_rng(seed)
     seconds: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
-    for _ in range(repeats):
-        for i in rng.permutation(len(variants)):
-            v = variants[int(i)]
-            model, objective = built[v]
-            t0 = time.perf_counter()
-            refreshed = refresh_banks(model, objective, splits.train, configs[v].batch_size)
-            t1 = time.perf_counter()
-            q = encode_dataset(model, splits.val)
-            db = encode_dataset(model, splits.val_database)
-            t2 = time.perf_counter()
-            map_per_length(q, db, splits.val.labels, splits.val_database.labels, configs[v].bit_list)
-            t3 = time.perf_counter()
-            seconds[v].append((t1 - t0 if refreshed else 0.0, t2 - t1, t3 - t2))
+    for _, _, v in shuffled_rounds(variants, repeats, seed):
+        model, objective = built[v]
+        t0 = time.perf_counter()
+        refreshed = refresh_banks(model, objective, splits.train, configs[v].batch_size)
+        t1 = time.perf_counter()
+        q = encode_dataset(model, splits.val)
+        db = encode_dataset(model, splits.val_database)
+        t2 = time.perf_counter()
+        map_per_length(q, db, splits.val.labels, splits.val_database.labels, configs[v].bit_list)
+        t3 = time.perf_counter()
+        seconds[v].append((t1 - t0 if refreshed else 0.0, t2 - t1, t3 - t2))
     rows = []
     for v in variants:
         refresh, enc, mp = (statistics.median(s) for s in zip(*seconds[v]))

@@ -1,15 +1,19 @@
-"""Cached gradient recordings: a training run watched by :class:`~nhl.diagnostics.GradientRecorder`.
+"""Probes: a training run watched on a fixed probe batch, its measurements cached next to the run.
 
-Notebooks 02 and 03 look at per-length gradients over a whole training run (METHOD.md section
-3). Recording them means training with a step callback, so :func:`record` keeps the recorder's
-table (and the gradients of a few chosen steps) next to the run in the experiment cache: the
-first call trains (and stores the run as :func:`nhl.experiments.run` would), later calls load.
+Two probes of the nested objective's gradients (docs/method.md §3-4):
 
-Files in the run's folder: ``recording-every{N}.csv`` (one row per recorded step, the columns
-of :meth:`GradientRecorder.frame`) and ``recording-every{N}.pt`` (the per-length gradients of
-the kept steps: the first recorded step, the strongest conflict and a typical one).
-:func:`record_many` records several named settings and :func:`summarise` puts them side by side
-(how often the lengths' gradients oppose each other and the dominance rule would fire).
+* :func:`record` - the per-length gradients and the dominance rule over a whole run, with a
+  :class:`~nhl.diagnostics.GradientRecorder` (notebooks 02 and 03). Files in the run's folder:
+  ``recording-every{N}.csv`` (one row per recorded step) and ``recording-every{N}.pt`` (the
+  per-length gradients of the kept steps: the first recorded step, the strongest conflict and a
+  typical one). :func:`record_many` records several named settings, :func:`summarise` puts them
+  side by side.
+* :func:`record_terms` - how hard the distillation term pulls on the hash layer against the base
+  loss (:func:`nhl.diagnostics.term_gradients`; notebook 04), kept as a CSV next to the run;
+  :func:`term_summary` condenses it per method and length.
+
+Both train with a step callback on the objective being trained (so memory banks are real) and a
+probe batch of the first :data:`PROBE_SIZE` training items; watching does not change training.
 """
 
 from __future__ import annotations
@@ -22,13 +26,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import experiments
-from .config import TrainConfig
-from .diagnostics import GradientRecorder, conflict_rates, pick_conflict
-from .utils import atomic_torch_save, atomic_write_text
-from .validation import check_positive_int
+from .. import experiments
+from ..config import TrainConfig
+from ..diagnostics import GradientRecorder, conflict_rates, pick_conflict, term_gradients
+from ..train import build, fit
+from ..utils import atomic_torch_save, atomic_write_text
+from ..validation import check_positive_int
 
-PROBE_SIZE = 64  # the fixed batch whose backbone gradients are recorded
+#: Size of the probe batch every probe measures on: the first training items of the split.
+PROBE_SIZE = 64
+
+
+def probe_batch(splits, size: int = PROBE_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, y, idx)`` of the first ``size`` training items: the fixed batch of every probe."""
+    return splits.train.get_batch(torch.arange(min(size, len(splits.train))))
+
+
+def _split_and_folder(config: TrainConfig, root, data_root):
+    """The split of ``config`` and its run folder in the cache, where a probe keeps its table."""
+    splits = experiments.get_splits(config, data_root)
+    return splits, experiments.run_path(config, splits.fingerprint, root)
 
 
 @dataclass
@@ -72,11 +89,8 @@ def record(
     with another thread count the recorded trajectory can differ in the last digits from the
     cached run's).
     """
-    from .train import build, fit
-
     every = check_positive_int(every, "every")
-    splits = experiments.get_splits(config, data_root)
-    path = experiments.run_path(config, splits.fingerprint, root)
+    splits, path = _split_and_folder(config, root, data_root)
     csv, pt = _paths(path, every)
     if csv.exists() and pt.exists() and (path / "metrics.json").exists():
         try:  # tensors and plain values only: a file carrying pickled objects is not loaded
@@ -88,9 +102,9 @@ def record(
             warnings.warn(f"recording {pt} cannot be used ({type(err).__name__}: {err}); recording again",
                           stacklevel=2)
 
-    probe = splits.train.get_batch(torch.arange(min(PROBE_SIZE, len(splits.train))))
     model, objective = build(config, splits)
-    recorder = GradientRecorder(config.bit_list, every=every, probe=probe, objective=objective,
+    recorder = GradientRecorder(config.bit_list, every=every, probe=probe_batch(splits),
+                                objective=objective,
                                 keep_grads=True)
     options = dict(step_callback=recorder, track_gradients=True, prebuilt=(model, objective))
     existing = experiments.cached_or_damaged(path)  # None (with a warning) when damaged
@@ -148,7 +162,7 @@ def summarise(
     first_steps: int | None = None,
     data_root: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One row per named recording: how much its lengths' gradients fight (METHOD.md section 3).
+    """One row per named recording: how much its lengths' gradients fight (docs/method.md §3).
 
     Columns: ``dataset``, ``classes``, ``method``, ``variant``, ``steps`` (training steps up to
     the last recorded one), ``recorded`` (recorded steps), on the hash layer's shared rows
@@ -191,4 +205,95 @@ def summarise(
         rows[name] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "setting"
+    return out
+
+
+#: Columns of a recording: where in training, which length, and the four measurements.
+COLUMNS = ("method", "epoch", "step", "iteration", "bits", "base", "distill", "ratio", "cosine")
+
+
+def recording_path(config: TrainConfig, every: int, probe_size: int = PROBE_SIZE,
+                   root: str | Path | None = None, data_root: str | Path | None = None) -> Path:
+    """Where :func:`record_terms` keeps the table of ``config`` (next to its run folder)."""
+    return _split_and_folder(config, root, data_root)[1] / f"term-gradients-every{every}-probe{probe_size}.csv"
+
+
+def record_terms(
+    config: TrainConfig,
+    every: int = 25,
+    probe_size: int = PROBE_SIZE,
+    root: str | Path | None = None,
+    data_root: str | Path | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Base-loss and distillation gradients on ``W`` per length, every ``every`` steps (cached).
+
+    Trains ``config`` with :func:`nhl.train.fit` (``prebuilt=nhl.train.build(...)``, so the
+    callback holds the objective being trained) and, after step 0 and every ``every``-th
+    optimiser step, calls :func:`nhl.diagnostics.term_gradients` on the first ``probe_size``
+    training items. The probe does not change the training: buffers are restored by
+    ``term_gradients`` and the random number generator's state by this function. Returns one row
+    per recorded step and length below the longest (columns :data:`COLUMNS`); ``ratio`` is
+    ``||lambda_D dSP_k/dW|| / ||d loss_k/dW||``. The config must distil (``distill > 0``) and be
+    nested. A second call with the same arguments reads the CSV written by the first.
+    """
+    every = check_positive_int(every, "every")
+    probe_size = check_positive_int(probe_size, "probe_size")
+    if not config.nested:
+        raise ValueError("record_terms needs a nested config (more than one code length)")
+    if config.distill <= 0:
+        raise ValueError(f"record_terms needs distillation (config.distill > 0), got "
+                         f"{config.distill}; use config.variant('distill') or .variant('nhl')")
+    path = recording_path(config, every, probe_size, root, data_root)
+    if path.exists():
+        return pd.read_csv(path)
+
+    splits = experiments.get_splits(config, data_root)
+    probe = probe_batch(splits, probe_size)
+    model, objective = build(config, splits)
+    rows: list[pd.DataFrame] = []
+    counter = {"iteration": 0}
+
+    def watch(epoch: int, step: int, output, model_) -> None:
+        it = counter["iteration"]
+        counter["iteration"] += 1
+        if it % every:
+            return
+        with torch.random.fork_rng(devices=[]):
+            t = term_gradients(model_, objective, *probe)
+        rows.append(t.assign(method=config.method, epoch=epoch, step=step, iteration=it))
+
+    fit(config, splits, progress=progress, step_callback=watch, prebuilt=(model, objective))
+    frame = pd.concat(rows, ignore_index=True)[list(COLUMNS)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, frame.to_csv(index=False))
+    return frame
+
+
+def term_summary(frame: pd.DataFrame, skip_first: bool = True) -> pd.DataFrame:
+    """Per method and length: median gradient norms, ratio and cosine over the recorded steps
+    (with the range of the ratio and the cosine).
+
+    ``skip_first`` drops iteration 0 (the untrained network, where the distillation gradient
+    of a random code has its own scale) when later steps exist.
+    """
+    missing = [c for c in COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(f"frame lacks the columns {missing}; pass what record_terms returns")
+    if frame.empty:
+        raise ValueError("frame has no rows")
+    if skip_first and (frame["iteration"] > 0).any():
+        frame = frame[frame["iteration"] > 0]
+    g = frame.groupby(["method", "bits"])
+    out = pd.DataFrame({
+        "median base": g["base"].median(),
+        "median distill": g["distill"].median(),
+        "median ratio": g["ratio"].median(),
+        "min ratio": g["ratio"].min(),
+        "max ratio": g["ratio"].max(),
+        "median cosine": g["cosine"].median(),
+        "min cosine": g["cosine"].min(),
+        "max cosine": g["cosine"].max(),
+        "steps": g["iteration"].nunique(),
+    })
     return out

@@ -1,9 +1,11 @@
-"""Support for the tutorial notebooks: the quick-mode switch, shared settings and execution.
+"""Execute the tutorial notebooks: ``python -m tools.notebooks`` (what ``make run`` runs).
 
-Every notebook starts with ``S = nhl.tutorial.setup()``. The one documented switch is the
-environment variable ``NHL_QUICK=1``: it shrinks the data split (protocol ``"quick"``) and the
-epochs so a notebook runs in well under a minute (CI does this); the default is the full setting,
-whose epochs are those of the committed studies (so notebooks reuse their cached runs).
+In order, each in a fresh kernel (cwd = ``notebooks/``), with a bar over the notebooks (elapsed
+time and an estimate from the recorded run times in ``notebooks/timings.json``) and one over the
+cells of the current notebook; ends with a table of what each notebook did (trained or loaded
+its runs from the cache). ``--in-place`` writes the executed notebooks over ``notebooks/`` (how
+the committed outputs are made, ``make notebooks``); ``--quick`` is the quick setting
+(``NHL_QUICK=1``). Progress bars in the stored outputs are reduced to their final line.
 """
 
 from __future__ import annotations
@@ -20,69 +22,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import TrainConfig
-from .paths import project_root, quick_mode, runs_dir
-from .utils import seed_everything
+from nhl.utils import atomic_write_text, project_root, runs_dir
 
-#: The standard run of the tutorial: nested DHN (a pairwise loss whose codes spread out) with
-#: full NHL on Fashion-MNIST. Notebooks 02-04 move to the 100-class set where length matters.
-STANDARD_METHOD = "dhn"
-QUICK_EPOCHS = 2
-
-
-def full_epochs(dataset: str) -> int:
-    """Epochs of the full setting: the same as the committed studies (:data:`nhl.results.STUDY_EPOCHS`),
-    so a notebook reuses their cached runs (5 epochs on every dataset)."""
-    from .results import STUDY_EPOCHS
-
-    return STUDY_EPOCHS.get(dataset, STUDY_EPOCHS["fashion-mnist"])
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a notebook needs to size its work: quick or full, protocol, epochs, seeds."""
-
-    quick: bool
-    protocol: str | None
-    seeds: tuple[int, ...]
-
-    def epochs(self, dataset: str = "fashion-mnist") -> int:
-        """Epochs for ``dataset``: :func:`full_epochs` in the full setting, 2 in quick mode."""
-        return QUICK_EPOCHS if self.quick else full_epochs(dataset)
-
-    def config(self, **changes) -> TrainConfig:
-        """The tutorial's standard run (nested DHN + full NHL on Fashion-MNIST), with changes.
-
-        ``dataset=...`` switches data set and its epochs; the method's learning rate and loss
-        hyper-parameters come from :mod:`nhl.recipes`.
-        """
-        dataset = changes.get("dataset", "fashion-mnist")
-        base = dict(dataset=dataset, protocol=self.protocol, epochs=self.epochs(dataset),
-                    method=STANDARD_METHOD)
-        base.update(changes)
-        return TrainConfig(**base)
-
-    def pick(self, full, quick):
-        """``quick`` in quick mode, ``full`` otherwise (for notebook-specific sizes)."""
-        return quick if self.quick else full
-
-
-def setup(seeds: Sequence[int] = (0, 1, 2), seed: int = 0) -> Settings:
-    """Read ``NHL_QUICK``, seed every generator, set the plot style; print the mode."""
-    from . import plots
-
-    quick = quick_mode()
-    seed_everything(seed)
-    plots.style()
-    settings = Settings(
-        quick=quick,
-        protocol="quick" if quick else None,
-        seeds=tuple(seeds[:2]) if quick else tuple(seeds),
-    )
-    mode = "QUICK (NHL_QUICK=1: small split, few epochs)" if quick else "full"
-    print(f"nhl tutorial, {mode} setting: {settings.epochs()} epochs on Fashion-MNIST, "
-          f"{settings.epochs('fashion-mnist-100')} on the composite sets, seeds {settings.seeds}")
-    return settings
+from . import command
 
 
 def notebook_paths(folder: str | Path | None = None) -> list[Path]:
@@ -97,8 +39,14 @@ def notebook_paths(folder: str | Path | None = None) -> list[Path]:
 # state sits in the notebook's metadata, or (text tqdm) one stderr output per update.
 # tidy_progress keeps one final line per bar and drops bars that were cleared (leave=False).
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 _WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
 _TQDM_TEXT = re.compile(r"(?:\d+/\d+|\d+(?:\.\d+)?\w*) \[\d+:\d\d")
+
+
 _MODEL_REF = re.compile(r"IPY_MODEL_(\w+)")
 
 
@@ -278,8 +226,6 @@ def load_timings(path: str | Path | None = None) -> dict:
 def record_timing(path: str | Path | None, mode: str, notebook: str, kind: str,
                   seconds: float) -> None:
     """Store the measured ``seconds`` of ``notebook`` (``kind``: "trained" or "cached")."""
-    from .utils import atomic_write_text
-
     path = Path(path) if path is not None else timings_path()
     data = load_timings(path)
     data.setdefault(mode, {}).setdefault(notebook, {})[kind] = round(float(seconds), 1)
@@ -499,28 +445,21 @@ def summary_table(rows: Sequence[NotebookRun]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nhl.tutorial [--quick] [--in-place] [--no-progress] [prefixes...]``."""
-    import argparse
-
+    """``python -m tools.notebooks [--quick] [--in-place] [--no-progress] [prefixes...]``."""
     from nbclient.exceptions import CellExecutionError
 
-    p = argparse.ArgumentParser(
-        prog="python -m nhl.tutorial",
-        description="Execute the tutorial notebooks in order (full setting unless --quick), with "
-        "progress over notebooks and cells, and end with a table of what each did.",
+    return command(
+        argv, "python -m tools.notebooks",
+        "Execute the tutorial notebooks in order (full setting unless --quick), with progress over "
+        "notebooks and cells, and end with a table of what each did.",
+        [(("prefixes",), dict(nargs="*", help="only the notebooks whose names start with these (e.g. 00 07)")),
+         (("--quick",), dict(action="store_true", help="the quick setting (NHL_QUICK=1): small data, few epochs")),
+         (("--in-place",), dict(action="store_true", help="write the executed notebooks over notebooks/ "
+                                "(how the committed outputs are made)")),
+         (("--no-progress",), dict(action="store_true", help="no progress bars"))],
+        lambda a: run_all(quick=a.quick, in_place=a.in_place, progress=not a.no_progress, only=a.prefixes),
+        failures=(CellExecutionError,), failure_message="error: a notebook cell failed:\n{}",
     )
-    p.add_argument("prefixes", nargs="*", help="only the notebooks whose names start with these (e.g. 00 07)")
-    p.add_argument("--quick", action="store_true", help="the quick setting (NHL_QUICK=1): small data, few epochs")
-    p.add_argument("--in-place", action="store_true",
-                   help="write the executed notebooks over notebooks/ (how the committed outputs are made)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        run_all(quick=args.quick, in_place=args.in_place, progress=not args.no_progress, only=args.prefixes)
-    except CellExecutionError as err:
-        print(f"error: a notebook cell failed:\n{err}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

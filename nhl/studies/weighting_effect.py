@@ -1,11 +1,11 @@
-"""Does the dominance-aware weighting help? Read off the ``ablation`` study (METHOD.md 3 and 6).
+"""Does the dominance-aware weighting help? Read off the ``ablation`` study (docs/method.md §3 and §9).
 
-The ``ablation`` study (:mod:`nhl.results`) trains every representative loss on three datasets
+The ``ablation`` study (:mod:`nhl.studies.results`) trains every representative loss on three datasets
 with three seeds as ``plain`` (uniform weights, no distillation), ``weighting`` (the dominance
 rule alone), ``distill`` and ``nhl`` (both). Runs that share a seed share the initial weights and
 the batch order, so the per-seed difference ``weighting - plain`` isolates what the rule does.
 The functions here turn the study's long table into those differences (with 95 % confidence
-intervals, :func:`nhl.results.paired`), next to how often the rule fired, and into one-line
+intervals, :func:`nhl.studies.statistics.paired`), next to how often the rule fired, and into one-line
 verdicts. Nothing here trains.
 """
 
@@ -14,17 +14,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .results import firing_rates, paired
+from . import results
+from .statistics import firing_rates, paired
 
 COLUMNS = ("dataset", "method", "bits", "diff", "sd", "n", "ci95", "sign", "firing")
 
 
 def load_ablation(root=None, data_root=None) -> tuple[pd.DataFrame | None, str]:
-    """``nhl.results.get("ablation")``, or ``(None, why)`` when the table is not computed yet."""
-    from .results import get
-
+    """``nhl.studies.results.get("ablation")``, or ``(None, why)`` when the table is not computed yet."""
     try:
-        return get("ablation", root=root, data_root=data_root)
+        return results.get("ablation", root=root, data_root=data_root)
     except FileNotFoundError:
         return None, ("results/ablation.csv is not yet computed (make it with "
                       "`python -m nhl study ablation`); nothing to show below")
