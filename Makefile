@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run notebooks test test-browser lab bench lint venv data clean site student
+.PHONY: run notebooks test test-fast test-browser lab bench lint venv data clean site student
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ notebooks: $(STAMP)
 
 test: data
 	$(BIN)/python -m pytest -m "not browser"
+
+# The unit tests only (seconds): no notebook runs, no process launches, no long training.
+test-fast: data
+	$(BIN)/python -m pytest -m "not browser and not notebook and not slow"
 
 test-browser: site
 	$(BIN)/python -m pytest -m browser tests/test_browser.py tests/test_browser_ablation.py \

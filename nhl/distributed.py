@@ -15,7 +15,7 @@ What each process does (docs/method.md §3-6, and what is exact):
   of the mean over the global batch.
 * **Batch norm** statistics are computed over the global batch: ``torch.nn.SyncBatchNorm`` on
   CUDA; on the CPU, where ``SyncBatchNorm`` is not available, :class:`GlobalBatchNorm` does
-  the same with ``torch.distributed.nn.functional.all_reduce`` (differentiable).
+  the same with a differentiable all-reduce.
 * **Dominance weighting**: the K per-length gradients ``g_k`` (K x L_K x d, small) are
   all-reduced before the weights are computed (:func:`all_reduce_mean`), so every process uses
   the same weights, equal to one process's weights on the global batch.
@@ -171,12 +171,30 @@ def broadcast_object(obj):
     return box[0]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce (sum): every process gets the sum of the inputs, and the
+    gradient of each process's input is the sum of every process's upstream gradient. What
+    ``torch.distributed.nn.functional.all_reduce`` computes, without its deprecation warning."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        out = t.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm with statistics over all processes' batches, for the CPU (Gloo).
 
-    ``torch.nn.SyncBatchNorm`` is CUDA-only; this is the same computation written with
-    ``torch.distributed.nn.functional.all_reduce``, which is differentiable, so the backward
-    pass all-reduces the statistics' gradients as SyncBatchNorm does. In eval mode, or with
+    ``torch.nn.SyncBatchNorm`` is CUDA-only; this is the same computation written with a
+    differentiable all-reduce (:class:`_AllReduceSum`), so the backward pass all-reduces the
+    statistics' gradients as SyncBatchNorm does. In eval mode, or with
     one process, it is an ordinary batch norm (running statistics are updated identically on
     every process, with the unbiased global variance).
     """
@@ -191,8 +209,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 x, self.running_mean, self.running_var, self.weight, self.bias,
                 self.training or not self.track_running_stats, self.momentum or 0.0, self.eps,
             )
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         dims = [0, *range(2, x.dim())]
         c = x.shape[1]
         count = x.new_tensor([x.numel() / c])

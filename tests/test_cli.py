@@ -12,6 +12,7 @@ def dirs(tmp_path):
     return ["--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "data")]
 
 
+@pytest.mark.slow
 def test_train_then_eval_loads_the_cached_run(dirs, capsys):
     assert main(["train", *QUICK, *dirs]) == 0
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tools.notebooks import execute_notebook, notebook_paths
+from tools.notebooks import notebook_paths
 from tools.student import (
     CODE_STUB,
     TEXT_STUB,
@@ -23,7 +23,6 @@ from tools.student import (
     main,
     replace_solution_regions,
     student_copy,
-    until_first_solution,
     write_student_copies,
 )
 
@@ -118,14 +117,6 @@ def test_widget_state_of_a_cleared_output_is_dropped():
     assert set(left) == {"kept"}
 
 
-def test_until_first_solution():
-    nb = new_notebook(cells=[new_code_cell("a"), new_markdown_cell("## Exercises"),
-                             _solution_cell("b"), new_code_cell("c"), _solution_cell("d")])
-    assert [c.source for c in until_first_solution(nb).cells] == ["a", "## Exercises", "b"]
-    plain = new_notebook(cells=[new_code_cell("a"), new_code_cell("b")])
-    assert len(until_first_solution(plain).cells) == 2
-
-
 # --------------------------------------------------------------------------------------------
 # the real notebooks
 @pytest.fixture(scope="module")
@@ -195,35 +186,6 @@ def test_student_copy_has_no_solution_and_keeps_the_rest(path, student_dir):
             assert ours == theirs, f"{path.name} cell {i} changed in the student copy"
     with_regions = sum(1 for c in original.cells if "BEGIN SOLUTION" in c.source)
     assert n_solutions >= with_regions
-
-
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_student_copy_runs_in_quick_mode_up_to_the_first_exercise(path):
-    """Runs every cell before the first exercise's solution cell and that (stub) cell, which
-    must be the first to fail, with the stub's NotImplementedError."""
-    from nbclient.exceptions import CellExecutionError
-
-    # inside the project, so the notebook finds data/ and runs/ as from notebooks/
-    folder = ROOT / "build" / "student-check"
-    folder.mkdir(parents=True, exist_ok=True)
-    student = student_copy(nbformat.read(path, as_version=4))
-    prefix = until_first_solution(student)
-    target = folder / path.name
-    nbformat.write(prefix, target)
-    try:
-        if not any(is_solution(c) for c in prefix.cells):
-            execute_notebook(target, quick=True, timeout=600)  # no exercise: all of it runs
-            return
-        with pytest.raises(CellExecutionError) as info:
-            execute_notebook(target, quick=True, timeout=600)
-        assert info.value.ename == "NotImplementedError", (
-            f"{path.name}: a cell before the first exercise failed:\n{str(info.value)[-3000:]}")
-        assert "YOUR CODE HERE" in str(info.value), f"{path.name}: not the stub cell that stopped it"
-    finally:
-        target.unlink(missing_ok=True)
-        if folder.is_dir() and not any(folder.iterdir()):
-            shutil.rmtree(folder)
 
 
 def test_default_output_is_build_student(tmp_path, monkeypatch):

@@ -8,21 +8,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import tiny
 
 from nhl import experiments
-from nhl.config import TrainConfig
 from nhl.train import CHECKPOINT, CheckpointError, fit, load_checkpoint
 
-
-@pytest.fixture()
-def dirs(tmp_path):
-    return dict(root=tmp_path / "runs", data_root=tmp_path / "data")
-
-
-def _config(**kw):
-    base = dict(dataset="digits", protocol="quick", method="csq", bit_list=(8, 16), epochs=1, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
+_config = tiny  # the suite's smallest run (tests/conftest.py)
 
 
 def _truncate(path, keep=0.5):

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "dist_worker.py"
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
-pytestmark = pytest.mark.skipif(not TORCHRUN.exists() or not torch.distributed.is_available(),
-                                reason="torchrun / torch.distributed not available")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not TORCHRUN.exists() or not torch.distributed.is_available(),
+                                reason="torchrun / torch.distributed not available")]
 
 
 def _port() -> int:
@@ -57,11 +57,45 @@ def _config(**kw):
     return TrainConfig(**base)
 
 
-def _two_processes(scenario, config, out, data_dir, float64=False):
+#: The ``fit`` cases compared with one process (exact in float64, see the test below).
+EXACT = [("csq", "weighting"), ("dhn", "weighting"), ("dpn", "plain")]
+
+
+def _exact_config(method, variant):
+    return _config(method=method, nested_targets=method != "csq").variant(variant)
+
+
+def _launch(jobs, out, data_dir):
+    """One torchrun launch of 2 processes that runs ``jobs`` in order (tests/helpers/dist_worker.py);
+    ``{job out: [rank 0 result, rank 1 result]}``. One launch for several checks: each launch
+    costs seconds of start-up."""
     out.mkdir(parents=True, exist_ok=True)
-    _torchrun([str(WORKER), scenario, str(out), str(data_dir), json.dumps(config.to_dict()),
-               *(["float64"] if float64 else [])])
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    (out / "jobs.json").write_text(json.dumps(jobs))
+    _torchrun([str(WORKER), str(out / "jobs.json"), str(data_dir)])
+    return {j["out"]: [torch.load(Path(j["out"]) / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+            for j in jobs}
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, data_dir):
+    """Every two-process training of this file: one launch for the fits and the interruption,
+    a second (fresh processes) for the resumption."""
+    out = tmp_path_factory.mktemp("ranks")
+
+    def job(name, scenario, config=None, float64=False):
+        return {"out": str(out / name), "scenario": scenario,
+                "config": None if config is None else config.to_dict(), "float64": float64}
+
+    first = [job(f"{m}-{v}", "fit", _exact_config(m, v), float64=True) for m, v in EXACT]
+    first += [job("distill", "fit", _config(method="dtsh")),
+              job("straight", "fit", _config(method="csq", epochs=3)),
+              job("resumed", "interrupt", _config(method="csq", epochs=3)),
+              job("weights", "weights")]
+    results = _launch(first, out / "first", data_dir)
+    assert (out / "resumed" / "run" / "checkpoint.pt").exists()  # the interrupted run's
+    results.update(_launch([job("resumed", "resume", _config(method="csq", epochs=3))],
+                           out / "second", data_dir))
+    return {Path(k).name: v for k, v in results.items()}
 
 
 def _one_process(config, data_dir, float64=False):
@@ -73,8 +107,8 @@ def _one_process(config, data_dir, float64=False):
     return result, weights
 
 
-@pytest.mark.parametrize("method,variant", [("csq", "weighting"), ("dhn", "weighting"), ("dpn", "plain")])
-def test_two_processes_match_one_process_on_the_global_batch(tmp_path, data_dir, method, variant):
+@pytest.mark.parametrize("method,variant", EXACT)
+def test_two_processes_match_one_process_on_the_global_batch(two_processes, data_dir, method, variant):
     """Exact cases: per-sample losses (DHN against its bank, the bank gathered from both
     ranks) without distillation; batch-norm statistics over the global batch; CSQ with
     independent per-length centres. In float64: Adam's first steps are close to the sign of
@@ -82,8 +116,8 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path, data_dir,
     in one process) flips the sign of near-zero gradient entries and moves them by the full
     learning rate. ``fc.0.bias`` feeds a batch norm, so its exact gradient is zero and its
     Adam steps are noise: it is not compared."""
-    config = _config(method=method, nested_targets=method != "csq").variant(variant)
-    ranks = _two_processes("fit", config, tmp_path, data_dir, float64=True)
+    config = _exact_config(method, variant)
+    ranks = two_processes[f"{method}-{variant}"]
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["weights"] == ranks[1]["weights"]  # the same weights on every rank, every step
     single, single_weights = _one_process(config, data_dir, float64=True)
@@ -99,35 +133,26 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path, data_dir,
     assert ranks[0]["history"]["val_map"] == pytest.approx(single.history["val_map"].tolist(), abs=1e-9)
 
 
-def test_distillation_is_data_parallel_and_identical_across_ranks(tmp_path, data_dir):
+def test_distillation_is_data_parallel_and_identical_across_ranks(two_processes):
     """With distillation the SP term sees the local batch (approximate, documented), but the
     ranks still agree on the weights and end with the same parameters."""
-    ranks = _two_processes("fit", _config(method="dtsh"), tmp_path, data_dir)
+    ranks = two_processes["distill"]
     assert ranks[0]["weights"] == ranks[1]["weights"]
     for name, p in ranks[0]["state"].items():
         assert torch.equal(p, ranks[1]["state"][name]), name
 
 
-def test_interrupted_two_process_run_resumes_to_the_same_result(tmp_path, data_dir):
-    config = _config(method="csq", epochs=3)
-    straight = _two_processes("fit", config, tmp_path / "straight", data_dir)
-    _two_processes("interrupt", config, tmp_path / "b", data_dir)
-    assert (tmp_path / "b" / "run" / "checkpoint.pt").exists()
-    resumed = _two_processes("resume", config, tmp_path / "b", data_dir)
+def test_interrupted_two_process_run_resumes_to_the_same_result(two_processes):
+    straight, resumed = two_processes["straight"], two_processes["resumed"]
     for name, p in straight[0]["state"].items():
         torch.testing.assert_close(resumed[0]["state"][name], p, rtol=1e-5, atol=1e-6, msg=name)
     assert resumed[0]["history"]["val_map"] == straight[0]["history"]["val_map"]
 
 
-def test_weighting_from_all_reduced_gradients_equals_the_concatenated_batch(tmp_path, data_dir):
+def test_weighting_from_all_reduced_gradients_equals_the_concatenated_batch(two_processes):
     """The objective alone: rank r sees half a batch of features; the weights it computes from
     the all-reduced per-length gradients equal one process's weights on the whole batch."""
-    out = tmp_path / "weights"
-    out.mkdir()
-    script = tmp_path / "weights.py"
-    script.write_text(WEIGHTS_SCRIPT)
-    _torchrun([str(script), str(out)])
-    got = [torch.load(out / f"w{r}.pt", weights_only=True) for r in (0, 1)]
+    got = [r["weights"] for r in two_processes["weights"]]
     sys.path.insert(0, str(ROOT / "tests" / "helpers"))
     import conflicting
 
@@ -136,23 +161,6 @@ def test_weighting_from_all_reduced_gradients_equals_the_concatenated_batch(tmp_
     assert torch.equal(got[0], got[1])
     torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(expected, torch.ones(3))  # the rule acted on this batch
-
-
-WEIGHTS_SCRIPT = f'''
-import sys, torch
-sys.path.insert(0, {str(ROOT / "tests" / "helpers")!r})
-import conflicting
-from nhl import distributed
-distributed.init_from_env(torch.device("cpu"))
-z, y, obj = conflicting.setup()
-r = distributed.rank()
-part = torch.arange(16)[r::2]
-out = obj(z[part].requires_grad_(), y[part], part, scale=distributed.local_scale(len(part), 16))
-torch.save(out.weights, sys.argv[1] + f"/w{{r}}.pt")
-distributed.shutdown()  # what the exit handler does: leave the group before teardown
-assert not torch.distributed.is_initialized()
-distributed.shutdown()  # a second call is a no-op
-'''
 
 
 def test_torchrun_cli_trains_once_and_writes_one_run_folder(tmp_path, data_dir):

@@ -4,20 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny
 
 from nhl import experiments
 from nhl.config import TrainConfig
 
-
-@pytest.fixture()
-def dirs(tmp_path):
-    return dict(root=tmp_path / "runs", data_root=tmp_path / "data")
-
-
-def _config(**kw):
-    base = dict(dataset="digits", protocol="quick", method="csq", bit_list=(8, 16), epochs=1, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
+_config = tiny  # the suite's smallest run (tests/conftest.py)
 
 
 def test_run_is_cached_and_reloaded(dirs):

@@ -3,23 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny
 
 from nhl import experiments
 from nhl.config import TrainConfig
 from nhl.metrics import chance_map
 from nhl.studies import grid, statistics
 
-
-@pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("grid")
-    return dict(root=tmp / "runs", data_root=tmp / "data")
-
-
-def _config(**kw):
-    base = dict(dataset="digits", protocol="quick", method="csq", bit_list=(8, 16), epochs=1, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
+_config = tiny  # the suite's smallest run (tests/conftest.py)
 
 
 def test_comparison_configs_lists_nested_then_baselines():
@@ -30,25 +21,25 @@ def test_comparison_configs_lists_nested_then_baselines():
     ]
 
 
-def test_load_grid_is_none_until_every_run_is_cached_then_matches_studies(dirs):
+def test_load_grid_is_none_until_every_run_is_cached_then_matches_studies(module_dirs):
     config = _config()
-    assert grid.load_grid(config, ["csq"], **dirs) is None
-    assert len(grid.missing_runs(config, ["csq"], **dirs)) == 3
-    experiments.run(config, progress=False, **dirs)  # nested only: still incomplete
-    assert grid.load_grid(config, ["csq"], **dirs) is None
-    assert [c.kind for c in grid.missing_runs(config, ["csq"], **dirs)] == ["single-8", "single-16"]
+    assert grid.load_grid(config, ["csq"], **module_dirs) is None
+    assert len(grid.missing_runs(config, ["csq"], **module_dirs)) == 3
+    experiments.run(config, progress=False, **module_dirs)  # nested only: still incomplete
+    assert grid.load_grid(config, ["csq"], **module_dirs) is None
+    assert [c.kind for c in grid.missing_runs(config, ["csq"], **module_dirs)] == ["single-8", "single-16"]
 
-    trained = grid.grid(config, ["csq"], progress=False, **dirs)
-    loaded = grid.load_grid(config, ["csq"], **dirs)
-    assert grid.missing_runs(config, ["csq"], **dirs) == []
+    trained = grid.grid(config, ["csq"], progress=False, **module_dirs)
+    loaded = grid.load_grid(config, ["csq"], **module_dirs)
+    assert grid.missing_runs(config, ["csq"], **module_dirs) == []
     assert list(loaded.columns) == list(grid.COLUMNS)
     pd.testing.assert_frame_equal(loaded[list(trained.columns)], trained, check_dtype=False)
     # the gain is nested minus baseline, per length
     np.testing.assert_allclose(loaded["gain"], loaded["nested mAP"] - loaded["baseline mAP"])
     # another method is not in the cache: the whole grid is missing
-    assert grid.load_grid(config, ["csq", "dsh"], **dirs) is None
+    assert grid.load_grid(config, ["csq", "dsh"], **module_dirs) is None
     with pytest.raises(ValueError, match="methods"):
-        grid.load_grid(config, [], **dirs)
+        grid.load_grid(config, [], **module_dirs)
 
 
 def _toy_grid():
@@ -103,9 +94,9 @@ def _long_grid():
     return pd.DataFrame(rows)
 
 
-def test_chance_map_of_a_dataset_is_the_exact_chance_level_of_its_split(dirs):
-    splits = experiments.get_splits(_config(protocol=None), dirs["data_root"])
-    got = statistics.chance_map("digits", data_root=dirs["data_root"])
+def test_chance_map_of_a_dataset_is_the_exact_chance_level_of_its_split(module_dirs):
+    splits = experiments.get_splits(_config(protocol=None), module_dirs["data_root"])
+    got = statistics.chance_map("digits", data_root=module_dirs["data_root"])
     assert got == pytest.approx(chance_map(splits.query.labels, splits.database.labels))
     q, db = splits.query.labels.double(), splits.database.labels.double()
     share = float(q.mean(0) @ db.mean(0))  # relevant share R / N, what a random order averages near

@@ -27,6 +27,7 @@ def splits(tmp_path_factory):
         pytest.skip("real Fashion-MNIST absent; sudo apt-get install dataset-fashion-mnist")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", losses.available())
 def test_each_loss_learns_far_above_chance(splits, method):
     config = TrainConfig(method=method, protocol="quick", bit_list=BITS, epochs=3, seed=0)

@@ -4,7 +4,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -13,12 +12,6 @@ from nhl.plots import ablation  # noqa: E402
 from nhl.studies import report  # noqa: E402
 
 BITS = (8, 16, 32)
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def _ablation_table():

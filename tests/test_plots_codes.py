@@ -4,7 +4,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
@@ -22,12 +21,6 @@ CODES = np.array(
     np.int8,
 )
 LABELS = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_blocks_are_the_bits_each_length_adds():

@@ -29,12 +29,6 @@ from nhl.plots.curves import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _data_lines(ax):
     return [ln for ln in ax.lines if not ln.get_label().startswith("_")]
 

@@ -4,7 +4,6 @@ matplotlib.use("Agg")
 
 from types import SimpleNamespace  # noqa: E402
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -13,12 +12,6 @@ import torch  # noqa: E402
 from nhl.plots import gradients as G  # noqa: E402
 
 BITS = (2, 4, 8)
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def _frame():

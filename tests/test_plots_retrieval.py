@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
@@ -31,12 +30,6 @@ DB = np.array(
 
 def _edge(ax):
     return {mcolors.to_hex(s.get_edgecolor()) for s in ax.spines.values()}
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_top_k_sorts_by_distance_then_index():

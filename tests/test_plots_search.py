@@ -22,12 +22,6 @@ from nhl.plots.search import (  # noqa: E402
 from nhl.studies.search import pareto_front  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def test_pareto_front_by_hand():
     # (bytes, mAP): 2 bytes/0.50 and 4 bytes/0.70 and 16 bytes/0.75 are optimal;
     # 8 bytes/0.65 is beaten by 4 bytes/0.70; 32 bytes/0.75 ties 16 bytes in mAP but costs more.

@@ -9,11 +9,6 @@ from nhl.config import TrainConfig
 from nhl.studies import probes
 
 
-@pytest.fixture()
-def dirs(tmp_path):
-    return dict(root=tmp_path / "runs", data_root=tmp_path / "data")
-
-
 def _config(**kw):
     base = dict(dataset="digits", protocol="quick", method="dhn", bit_list=(8, 16, 32), epochs=2, seed=0)
     base.update(kw)

@@ -30,6 +30,7 @@ def tiny_study(monkeypatch):
     return study
 
 
+@pytest.mark.slow
 def test_run_study_writes_table_and_stamp(tmp_path, tiny_study):
     dirs = dict(root=tmp_path / "runs", data_root=tmp_path / "data", out=tmp_path / "results")
     tables = runner.run_study(["tiny"], workers=2, threads=1, progress=False, **dirs)
@@ -88,6 +89,7 @@ def test_study_definitions_are_consistent():
         results.load("nope")
 
 
+@pytest.mark.slow
 def test_get_prefers_the_cache_and_falls_back_to_the_committed_table(tmp_path, tiny_study, monkeypatch):
     dirs = dict(root=tmp_path / "runs", data_root=tmp_path / "data")
     out = tmp_path / "results"

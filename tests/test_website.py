@@ -91,6 +91,7 @@ def _fake_project(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_build_shows_committed_outputs_without_executing(tmp_path):
     root = _fake_project(tmp_path)
     assert not website.is_current(root=root)

@@ -143,24 +143,6 @@ def student_copy(nb):
     return nb
 
 
-def first_exercise_index(nb) -> int | None:
-    """Index of the ``## Exercises`` markdown cell, or None."""
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown" and _source(cell).lstrip().startswith(EXERCISES_HEADING):
-            return i
-    return None
-
-
-def until_first_solution(nb):
-    """The cells of ``nb`` up to and including its first solution cell (all cells if it has
-    none): what a student runs before attempting the first exercise."""
-    nb = copy.deepcopy(nb)
-    solutions = [i for i, c in enumerate(nb.cells) if is_solution(c)]
-    if solutions:
-        nb.cells = nb.cells[: solutions[0] + 1]
-    return nb
-
-
 def write_student_copies(out: str | Path | None = None,
                          notebooks: str | Path | None = None) -> list[Path]:
     """Write a student copy of every tutorial notebook to ``out`` (default ``build/student``)."""
