@@ -335,7 +335,7 @@ def trained_codes(name: str) -> Codes:
     config = TrainConfig(**TRAINED[name])
     result = experiments.run(config, progress=False)
     c = result.codes
-    source = f"trained {config.dataset} {config.method} ({name}): {result.path}"
+    source = f"trained {config.dataset} {config.method} ({name}): runs/{'/'.join(result.path.parts[-3:])}"
     ql, dl = c["query_labels"], c["database_labels"]
     if ql.ndim == 1:
         n_classes = int(max(ql.max(), dl.max())) + 1

@@ -128,3 +128,26 @@ def test_exercises_have_nbgrader_solutions_and_a_next_link(path):
     last = _source(cells[-1])
     if index + 1 < len(NOTEBOOKS):
         assert NOTEBOOKS[index + 1].name in last, f"{path.name}: the last cell must link the next notebook"
+
+
+def _committed_text_files() -> list[Path]:
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: the usual folders
+        listed = [str(p.relative_to(ROOT)) for d in ("benchmarks", "results", "docs")
+                  for p in (ROOT / d).rglob("*") if p.is_file()] + ["README.md"]
+    keep = (".md", ".json", ".csv", ".toml", ".yml", ".txt")
+    return [ROOT / f for f in listed if f.endswith(keep) and (ROOT / f).is_file()]
+
+
+def test_no_machine_paths_in_committed_files():
+    """Tables, stamps, benchmark reports and docs name files relative to the project."""
+    found = []
+    for path in _committed_text_files():
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if ABSOLUTE.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()[:120]}")
+    assert not found, "machine paths in committed files:\n" + "\n".join(found[:10])
