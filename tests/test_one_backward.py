@@ -98,9 +98,14 @@ def test_new_step_equals_the_two_pass_step(splits, method, variant, changes):
         assert out.cosines is not None and out.cosines.shape == (5, 5)
 
 
-def test_one_backward_pass_through_the_losses(splits, monkeypatch):
-    """The loss graph is traversed once per step: autograd is entered once for the K
-    per-length gradients and once for the final backward."""
+@pytest.mark.parametrize("closed", [True, False])
+def test_one_backward_pass_through_the_losses(splits, monkeypatch, closed):
+    """The loss graph is traversed once per step: on the autograd path autograd is entered
+    once for the K per-length gradients and once for the final backward; DHN's closed form
+    (every base loss has one, docs/method.md §5) enters it only for the final backward."""
+    import nhl.objective as objective_mod
+
+    monkeypatch.setattr(objective_mod, "USE_CLOSED_FORM", closed)
     config = TrainConfig(method="dhn", protocol="quick")
     model, objective = build(config, splits)
     x, y, idx = splits.train.get_batch(torch.arange(32))
@@ -109,6 +114,6 @@ def test_one_backward_pass_through_the_losses(splits, monkeypatch):
     monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = objective(model.features(x), y, idx)
     out.total.backward()
-    assert len(calls) == 1
+    assert len(calls) == (0 if closed else 1)
     with pytest.raises(RuntimeError):  # the loss graph was freed: it is not walked again
         torch.stack([out.total]).sum().backward()

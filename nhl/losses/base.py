@@ -64,9 +64,19 @@ class MemoryBank(nn.Module):
     def n_filled(self) -> int:
         return int(self.filled.sum())
 
-    def write(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
-        """Store detached outputs and labels at rows ``idx`` (the caller checks the ids)."""
+    def write(self, u: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, inplace: bool = False) -> None:
+        """Store detached outputs and labels at rows ``idx`` (the caller checks the ids).
+
+        ``inplace``: write into the buffers instead of replacing them by updated copies (no
+        copy of the whole bank per step); only for callers that keep no graph on the previous
+        bank (the closed-form nested gradients; autograd would refuse a graph whose bank was
+        modified in place, never use it silently)."""
         idx = idx.to(self.U.device)
+        if inplace:
+            self.U.index_put_((idx,), u.detach().to(self.U))
+            self.Y.index_put_((idx,), y.detach().to(self.Y))
+            self.filled.index_put_((idx,), torch.ones_like(idx, dtype=torch.bool))
+            return
         self.U = self.U.index_put((idx,), u.detach().to(self.U))
         self.Y = self.Y.index_put((idx,), y.detach().to(self.Y))
         self.filled = self.filled.index_put((idx,), torch.ones_like(idx, dtype=torch.bool))
@@ -149,13 +159,14 @@ class HashLoss(nn.Module):
         return self.bank.Y
 
     def bank_reference(
-        self, u_store: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None
+        self, u_store: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None, inplace: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The rows the batch is compared with: (U_ref, Y_ref, weight per row).
 
-        Training mode: first write ``u_store`` / ``y`` at ``idx``, then return the whole bank
-        with weight 1 on filled rows and 0 elsewhere. Eval mode: the bank as it is, untouched,
-        or the batch itself (weights 1) while the bank is empty.
+        Training mode: first write ``u_store`` / ``y`` at ``idx`` (``inplace``: see
+        :meth:`MemoryBank.write`), then return the whole bank with weight 1 on filled rows and
+        0 elsewhere. Eval mode: the bank as it is, untouched, or the batch itself (weights 1)
+        while the bank is empty.
         """
         assert self.bank is not None
         if self.training:
@@ -166,9 +177,9 @@ class HashLoss(nn.Module):
                 )
             self._check_idx_range(idx)
             if gathering_banks():  # several processes: every bank gets the global batch
-                self.bank.write(*gather_rows(u_store, y, idx))
+                self.bank.write(*gather_rows(u_store, y, idx), inplace=inplace)
             else:
-                self.bank.write(u_store, y, idx)
+                self.bank.write(u_store, y, idx, inplace=inplace)
         elif not bool(self.bank.filled.any()):
             store = u_store.detach()
             return store, y, torch.ones(store.shape[0], dtype=store.dtype, device=store.device)

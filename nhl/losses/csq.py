@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import HashLoss, check_nonnegative, check_pm1_matrix, concat_prefixes, prefix_means
+from .prefix import prefix_targets
 from .targets import (
     concat_label_targets,
     csq_centers,
@@ -89,7 +90,7 @@ class CSQLoss(HashLoss):
         gradient is that elementwise gradient times ``1 / (B L_k)`` on its first L_k columns.
         Returns ``None`` for other targets (autograd then differentiates :meth:`nested_terms`).
         """
-        if not _prefix_targets(losses):
+        if not prefix_targets(losses, ("centers", "tie_break")):
             return None
         last = losses[-1]
         h, y, idx = last.check_inputs(h, y, idx)
@@ -111,26 +112,3 @@ class CSQLoss(HashLoss):
         terms = W @ center + lam * (W @ a.pow_(2).sum(0))
         dh = W[:, None, :] * (g_center + lam[:, None, None] * g_quant)
         return terms, dh
-
-
-def _prefix_targets(losses) -> bool:
-    """Whether every loss's centres and tie-break are prefixes of the longest's. The answer is
-    kept on the longest loss, keyed on the losses and their buffers' storage and version, so it
-    is checked again whenever a buffer is replaced or modified in place."""
-    last = losses[-1]
-    key = []
-    for f in losses:  # the buffers through _buffers: Module.__getattr__ is slow on a hot path
-        c, t = f._buffers["centers"], f._buffers["tie_break"]
-        key.append((id(f), f.bits, id(c), c.data_ptr(), c._version, id(t), t.data_ptr(), t._version))
-    key = tuple(key)
-    cached = last.__dict__.get("_prefix_check")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    ok = all(
-        f.centers.shape[1] == f.bits <= last.bits
-        and torch.equal(f.centers, last.centers[:, : f.bits])
-        and torch.equal(f.tie_break, last.tie_break[: f.bits])
-        for f in losses
-    )
-    last.__dict__["_prefix_check"] = (key, ok)
-    return ok

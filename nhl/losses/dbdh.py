@@ -7,6 +7,14 @@ from typing import Any
 import torch
 
 from .base import HashLoss, check_nonnegative, pairwise_logistic, pairwise_similarity
+from .prefix import (
+    nested_bank_reference,
+    pairwise_logistic_gradients,
+    prefix_backprop,
+    prefix_columns_mask,
+    prefix_products,
+    prefix_row_sums,
+)
 
 
 class DBDHLoss(HashLoss):
@@ -39,3 +47,32 @@ class DBDHLoss(HashLoss):
         pair = pairwise_logistic(theta, pairwise_similarity(y, bank_y))
         pair = (pair * weight).sum() / (u.shape[0] * weight.sum())
         return pair + self.alpha * v.mean(dim=1).pow(2).mean()
+
+    @classmethod
+    def nested_gradients(cls, losses, h, y, idx):
+        """The K lengths' losses and their gradients with respect to ``h`` in closed form.
+
+        DHN's likelihood on ``v = clamp(u, -1, 1)`` (see :meth:`DHNLoss.nested_gradients`),
+        plus the balance penalty ``alpha mean_i r_i^2`` with ``r_i`` the mean of ``v_i``'s first
+        ``L_k`` bits, whose derivative is ``2 alpha r_i / (B L_k)``; the clamp passes gradients
+        where ``-1 <= u <= 1``. ``None`` when the lengths' banks are not prefixes of the
+        longest's (docs/method.md §2, §5).
+        """
+        last = losses[-1]
+        h, y, idx = last.check_inputs(h, y, idx)
+        v = last.bank_value(h)
+        ref = nested_bank_reference(losses, v, y, idx)
+        if ref is None:
+            return None
+        bank_v, bank_y, weight = ref
+        bits = tuple(f.bits for f in losses)
+        B = h.shape[0]
+        P = prefix_products(v, bank_v, bits)
+        pair, G = pairwise_logistic_gradients(P, pairwise_similarity(y, bank_y), weight, B * weight.sum())
+        dv = prefix_backprop(G, bank_v, bits)
+        lens = h.new_tensor(bits)
+        alpha = h.new_tensor([f.alpha for f in losses])
+        r = prefix_row_sums(v, bits) / lens[:, None]  # (K, B) mean of each prefix
+        terms = pair + alpha * r.pow(2).mean(1)
+        dv += (2 * alpha[:, None] * r / (lens[:, None] * B))[:, :, None] * prefix_columns_mask(bits, h)
+        return terms, dv * ((h >= -1) & (h <= 1))

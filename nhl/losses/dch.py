@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import HashLoss, check_nonnegative, pairwise_similarity
+from .prefix import padded_gradients, prefix_columns_mask
 
 
 class DCHLoss(HashLoss):
@@ -58,3 +59,43 @@ class DCHLoss(HashLoss):
         ones = torch.ones(1, self.bits, dtype=u.dtype, device=u.device)
         quant = torch.log1p(self._distance(u.abs(), ones) / self.gamma).mean()
         return cauchy + self.lam * quant
+
+    @classmethod
+    def nested_gradients(cls, losses, h, y, idx):
+        """The K lengths' losses and their gradients with respect to ``h``, batched.
+
+        The loss written over a leading length dimension on the zero-padded prefixes of ``h``
+        (their cosines are the prefixes' own), differentiated in one backward pass
+        (:func:`~nhl.losses.prefix.padded_gradients`; docs/method.md §5).
+        """
+        last = losses[-1]
+        h, y, idx = last.check_inputs(h, y, idx)
+        bits = tuple(f.bits for f in losses)
+        n = h.shape[0]
+        s = pairwise_similarity(y, y)
+        others = 1.0 - torch.eye(n, dtype=h.dtype, device=h.device)
+        pos, neg = s * others, (1 - s) * others
+        n_pos, n_neg = pos.sum(), neg.sum()
+
+        def per_length(name):
+            return h.new_tensor([getattr(f, name) for f in losses])[:, None, None]
+
+        gamma, eps, lam = per_length("gamma"), per_length("eps"), per_length("lam")
+        half = h.new_tensor(bits)[:, None, None] / 2
+        ones = prefix_columns_mask(bits, h)  # (K, 1, L_K): each length's all-ones vector
+
+        def distance(a, b):
+            cos = F.normalize(a, dim=2, eps=1e-8) @ F.normalize(b, dim=2, eps=1e-8).transpose(1, 2)
+            return half * (1 - cos)
+
+        def terms(H):
+            d = distance(H, H).clamp_min(0) + eps
+            pair = s * torch.log1p(d / gamma) + (1 - s) * torch.log1p(gamma / d)
+            if n_pos > 0 and n_neg > 0:
+                cauchy = (pair * pos).sum((1, 2)) / n_pos + (pair * neg).sum((1, 2)) / n_neg
+            else:
+                cauchy = (pair * others).sum((1, 2)) / (n_pos + n_neg).clamp_min(1)
+            quant = torch.log1p(distance(H.abs(), ones) / gamma).mean((1, 2))
+            return cauchy + lam[:, 0, 0] * quant
+
+        return padded_gradients(terms, h, bits)

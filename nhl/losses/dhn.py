@@ -8,7 +8,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import HashLoss, check_nonnegative, pairwise_logistic, pairwise_similarity
+from .base import HashLoss, check_nonnegative, pairwise_logistic, pairwise_similarity, prefix_means
+from .prefix import (
+    nested_bank_reference,
+    pairwise_logistic_gradients,
+    prefix_backprop,
+    prefix_products,
+)
 
 
 def log_cosh(x: torch.Tensor) -> torch.Tensor:
@@ -43,3 +49,32 @@ class DHNLoss(HashLoss):
         pair = pairwise_logistic(theta, pairwise_similarity(y, bank_y))
         pair = (pair * weight).sum() / (u.shape[0] * weight.sum())
         return pair + self.alpha * log_cosh(u.abs() - 1).mean()
+
+    @classmethod
+    def nested_gradients(cls, losses, h, y, idx):
+        """The K lengths' losses and their gradients with respect to ``h`` in closed form.
+
+        Every length's inner products with the bank come from one block product of the longest
+        codes (:func:`~nhl.losses.prefix.prefix_products`); with ``theta = 1/2 P``, the
+        likelihood's gradient is ``w_j (sigmoid(theta) - s) / (B sum w)`` per pair, taken back
+        to ``h`` block by block (:func:`~nhl.losses.prefix.prefix_backprop`); the log-cosh term's
+        derivative is ``tanh(|u| - 1) sign(u)``. ``None`` when the lengths' banks are not
+        prefixes of the longest's (docs/method.md §2, §5).
+        """
+        last = losses[-1]
+        h, y, idx = last.check_inputs(h, y, idx)
+        ref = nested_bank_reference(losses, h, y, idx)
+        if ref is None:
+            return None
+        bank_u, bank_y, weight = ref
+        bits = tuple(f.bits for f in losses)
+        norm = h.shape[0] * weight.sum()
+        P = prefix_products(h, bank_u, bits)
+        pair, G = pairwise_logistic_gradients(P, pairwise_similarity(y, bank_y), weight, norm)
+        dh = prefix_backprop(G, bank_u, bits)
+        x = h.abs() - 1
+        W = prefix_means(bits, h.shape[0], h.device, h.dtype)
+        alpha = h.new_tensor([f.alpha for f in losses])
+        terms = pair + alpha * (W @ log_cosh(x).sum(0))
+        dh += (alpha[:, None] * W)[:, None, :] * (torch.tanh(x) * torch.sign(h))
+        return terms, dh

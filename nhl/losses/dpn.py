@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from .base import HashLoss, check_nonnegative, check_pm1_matrix, concat_prefixes
+from .base import HashLoss, check_nonnegative, check_pm1_matrix, concat_prefixes, prefix_means
+from .prefix import prefix_targets
 from .targets import (
     check_p,
     concat_label_targets,
@@ -71,3 +72,27 @@ class DPNLoss(HashLoss):
         T = concat_label_targets(y, [f.targets for f in losses], [f.tie_break for f in losses])
         m = torch.cat([U.new_full((o.shape[1],), f.m) for f, o in zip(losses, outputs)])
         return list(((m - U * T).clamp_min(0).sum(0) @ avg).unbind(0))
+
+    @classmethod
+    def nested_gradients(cls, losses, h, y, idx):
+        """The K lengths' losses and their gradients with respect to ``h`` in closed form.
+
+        With prefix targets (``build_nested(..., nested_targets=True)``, the default) every
+        length's target is a prefix of the longest's, so the hinge ``max(0, m - u t)`` is one
+        elementwise pass over ``h``; its derivative is ``-t`` where ``m - u t >= 0``, times
+        ``1 / (B L_k)`` on length k's first L_k columns. ``None`` for other targets.
+        """
+        if not prefix_targets(losses, ("targets", "tie_break")):
+            return None
+        last = losses[-1]
+        h, y, idx = last.check_inputs(h, y, idx)
+        bits = tuple(f.bits for f in losses)
+        t = last.targets_for(y)
+        W = prefix_means(bits, h.shape[0], h.device, h.dtype)  # (K, L_K)
+        if all(f.m == last.m for f in losses):  # one margin (the usual case)
+            margin = last.m - h * t
+            g = torch.where(margin >= 0, -t, 0.0)
+            return W @ margin.clamp_min(0).sum(0), W[:, None, :] * g
+        m = h.new_tensor([f.m for f in losses])[:, None, None]
+        margin = m - h * t  # (K, B, L_K)
+        return (W[:, None, :] * margin.clamp_min(0)).sum((1, 2)), W[:, None, :] * torch.where(margin >= 0, -t, 0.0)

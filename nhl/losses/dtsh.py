@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import HashLoss, check_nonnegative, code_sign, pairwise_similarity
+from .prefix import padded_gradients, prefix_columns_mask
 
 
 class DTSHLoss(HashLoss):
@@ -43,3 +44,33 @@ class DTSHLoss(HashLoss):
         t = inner[:, :, None] - inner[:, None, :] - self.margin
         triplet = (F.softplus(-t) * mask).sum() / mask.sum().clamp_min(1)
         return triplet + self.lam * (u - code_sign(u)).pow(2).mean()
+
+    @classmethod
+    def nested_gradients(cls, losses, h, y, idx):
+        """The K lengths' losses and their gradients with respect to ``h``, batched.
+
+        Only the valid triplets are evaluated (their indices, once per batch, instead of all
+        B^3 with a mask: the same sum), for every length at once on the zero-padded prefixes
+        of ``h``, differentiated in one backward pass
+        (:func:`~nhl.losses.prefix.padded_gradients`; docs/method.md §5).
+        """
+        last = losses[-1]
+        h, y, idx = last.check_inputs(h, y, idx)
+        bits = tuple(f.bits for f in losses)
+        b = h.shape[0]
+        s = pairwise_similarity(y, y)
+        others = 1.0 - torch.eye(b, dtype=h.dtype, device=h.device)
+        a, p, n = ((s * others)[:, :, None] * ((1 - s) * others)[:, None, :]).nonzero(as_tuple=True)
+        count = max(len(a), 1)
+        margin = h.new_tensor([f.margin for f in losses])[:, None]
+        lam = h.new_tensor([f.lam for f in losses])
+        mask = prefix_columns_mask(bits, h)
+        per_bit = mask / (b * mask.sum(2, keepdim=True))  # length k's mean over its own bits
+        sign = code_sign(h) * mask
+
+        def terms(H):
+            inner = H @ H.transpose(1, 2)
+            t = inner[:, a, p] - inner[:, a, n] - margin
+            return F.softplus(-t).sum(1) / count + lam * ((H - sign).pow(2) * per_bit).sum((1, 2))
+
+        return padded_gradients(terms, h, bits)

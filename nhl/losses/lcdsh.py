@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import HashLoss, check_nonnegative, code_sign, pairwise_similarity
+from .prefix import padded_gradients, prefix_columns_mask
 
 
 class LCDSHLoss(HashLoss):
@@ -39,3 +40,30 @@ class LCDSHLoss(HashLoss):
         b = code_sign(u)
         quant = ((torch.sigmoid(theta) - torch.sigmoid(0.5 * b @ b.T)).pow(2) * others).sum()
         return likelihood + self.lam * quant / n_pairs
+
+    @classmethod
+    def nested_gradients(cls, losses, h, y, idx):
+        """The K lengths' losses and their gradients with respect to ``h``, batched.
+
+        The loss written over a leading length dimension on the zero-padded prefixes of ``h``
+        (their Gram matrices are the prefixes' own), differentiated in one backward pass
+        (:func:`~nhl.losses.prefix.padded_gradients`; docs/method.md §5).
+        """
+        last = losses[-1]
+        h, y, idx = last.check_inputs(h, y, idx)
+        bits = tuple(f.bits for f in losses)
+        n = h.shape[0]
+        others = 1.0 - torch.eye(n, dtype=h.dtype, device=h.device)
+        n_pairs = others.sum().clamp_min(1)
+        s = 2 * pairwise_similarity(y, y) - 1
+        lam = h.new_tensor([f.lam for f in losses])
+        b = code_sign(h) * prefix_columns_mask(bits, h)  # the codes' prefixes, zero-padded
+        target = torch.sigmoid(0.5 * b @ b.transpose(1, 2))
+
+        def terms(H):
+            theta = 0.5 * H @ H.transpose(1, 2)
+            likelihood = (F.softplus(-s * theta) * others).sum((1, 2)) / n_pairs
+            quant = ((torch.sigmoid(theta) - target).pow(2) * others).sum((1, 2))
+            return likelihood + lam * quant / n_pairs
+
+        return padded_gradients(terms, h, bits)
