@@ -113,8 +113,9 @@ class NestedObjective(nn.Module):
     layer's prefix outputs ``h_k`` (:meth:`output_gradients`) and are turned into gradients for
     ``W`` as ``(dL/dh)^T z`` with detached features: only the hash layer is differentiated,
     whatever the backbone or feature width, and the backbone is backpropagated once per step.
-    For CSQ with prefix targets they come in closed form instead (:meth:`closed_form`), without
-    autograd.
+    Wherever the base loss offers them (every built-in loss; docs/method.md §5) they come from
+    the loss's own ``nested_gradients`` instead (:meth:`closed_form`): all K lengths at once, by
+    formula or one batched backward pass, without a loss graph.
     """
 
     def __init__(
@@ -228,8 +229,9 @@ class NestedObjective(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """``(base (K,), sp (K,), d objective_k / dh (K, B, L_K))`` without autograd, or None.
 
-        Available when the base loss offers :meth:`nhl.losses.HashLoss.nested_gradients`
-        (CSQ with prefix targets) and the distillation has a closed form
+        Available when the base loss offers :meth:`nhl.losses.HashLoss.nested_gradients` (every
+        built-in loss, given prefix targets and memory banks that hold prefixes of the longest)
+        and the distillation has a closed form
         (:func:`nhl.distill.cascade_gradients`, modes ``"adjacent"`` and ``"longest"`` with a
         detached teacher). Then :meth:`forward` computes the per-length gradients from these
         formulas instead of backpropagating through the losses: the same numbers to float

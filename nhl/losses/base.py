@@ -268,11 +268,14 @@ class HashLoss(nn.Module):
         """All K losses of a nested layer and their gradients in closed form, or ``None``.
 
         ``losses[k]`` (all of this class) reads the prefix ``h[:, :L_k]`` of the longest output
-        ``h`` (B x L_K). Returns ``(terms, dh)``: ``terms`` (K,) equals :meth:`nested_terms`
-        and ``dh`` (K, B, L_K) holds ``d terms[k] / d h`` (zero beyond column L_k), computed
-        without autograd, so a nested step never traverses a loss graph
-        (:class:`nhl.NestedObjective`). ``None`` (the default) means autograd differentiates
-        the losses; a subclass that offers it is tested against autograd.
+        ``h`` (B x L_K). Returns ``(terms, dh)``: ``terms`` (K,) equals the K losses called one
+        by one (writing their memory banks alike) and ``dh`` (K, B, L_K) holds
+        ``d terms[k] / d h`` (zero beyond column L_k), computed together for all K lengths
+        (block products, elementwise passes or one batched backward pass, docs/method.md §5), so
+        a nested step never traverses K loss graphs (:class:`nhl.NestedObjective`). ``None``
+        (the default, or when its conditions fail) means autograd differentiates the losses one
+        by one; every built-in loss offers it, tested against autograd
+        (tests/test_nested_losses.py).
         """
         return None
 

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import HashLoss, check_nonnegative, code_sign, pairwise_similarity
-from .prefix import padded_gradients, prefix_columns_mask
+from .base import HashLoss, check_nonnegative, code_sign, pairwise_similarity, prefix_means
+from .prefix import prefix_products, symmetric_backprop
 
 
 class DTSHLoss(HashLoss):
@@ -47,30 +47,50 @@ class DTSHLoss(HashLoss):
 
     @classmethod
     def nested_gradients(cls, losses, h, y, idx):
-        """The K lengths' losses and their gradients with respect to ``h``, batched.
+        """The K lengths' losses and their gradients with respect to ``h`` in closed form.
 
-        Only the valid triplets are evaluated (their indices, once per batch, instead of all
-        B^3 with a mask: the same sum), for every length at once on the zero-padded prefixes
-        of ``h``, differentiated in one backward pass
-        (:func:`~nhl.losses.prefix.padded_gradients`; docs/method.md §5).
+        Each anchor's positives and negatives are listed once per batch (padded to the
+        largest count, with a mask), so only valid triplets are evaluated, for every length at
+        once from the prefix Gram matrices ``I_k = u[:, :L_k] u[:, :L_k]^T``
+        (:func:`~nhl.losses.prefix.prefix_products`). With ``t = I_ap - I_an - margin`` the
+        triplet term's derivative is ``-sigmoid(-t) / count``; it goes to ``I_ap`` and, with
+        the opposite sign, to ``I_an``, and to ``h`` through the Gram matrix
+        (:func:`~nhl.losses.prefix.symmetric_backprop`). The quantisation term
+        ``(u - sign u)^2`` has derivative ``2 (u - sign u)`` (docs/method.md §2, §5).
         """
         last = losses[-1]
         h, y, idx = last.check_inputs(h, y, idx)
         bits = tuple(f.bits for f in losses)
-        b = h.shape[0]
-        s = pairwise_similarity(y, y)
-        others = 1.0 - torch.eye(b, dtype=h.dtype, device=h.device)
-        a, p, n = ((s * others)[:, :, None] * ((1 - s) * others)[:, None, :]).nonzero(as_tuple=True)
-        count = max(len(a), 1)
-        margin = h.new_tensor([f.margin for f in losses])[:, None]
+        K, b = len(bits), h.shape[0]
+        s = pairwise_similarity(y, y) > 0
+        eye = torch.eye(b, dtype=torch.bool, device=h.device)
+        pidx, pmask = _members(s & ~eye)
+        nidx, nmask = _members(~s & ~eye)
+        valid = pmask[:, :, None] & nmask[:, None, :]  # (b, P, N): anchor, positive, negative
+        count = max(int(valid.sum()), 1)
+        gram = prefix_products(h, h, bits)
+        margin = h.new_tensor([f.margin for f in losses])[:, None, None, None]
+        ip = gram.gather(2, pidx.expand(K, -1, -1))
+        im = gram.gather(2, nidx.expand(K, -1, -1))
+        t = ip[..., :, None] - im[..., None, :] - margin  # (K, b, P, N)
+        triplet = (F.softplus(-t) * valid).sum((1, 2, 3)) / count
+        dt = torch.sigmoid(-t).mul_(valid).mul_(-1 / count)
+        G = h.new_zeros(K, b, b)
+        G.scatter_add_(2, pidx.expand(K, -1, -1), dt.sum(3))
+        G.scatter_add_(2, nidx.expand(K, -1, -1), -dt.sum(2))
+        dh = symmetric_backprop(G, h, bits)
+        gap = h - code_sign(h)
+        W = prefix_means(bits, b, h.device, h.dtype)
         lam = h.new_tensor([f.lam for f in losses])
-        mask = prefix_columns_mask(bits, h)
-        per_bit = mask / (b * mask.sum(2, keepdim=True))  # length k's mean over its own bits
-        sign = code_sign(h) * mask
+        terms = triplet + lam * (W @ gap.pow(2).sum(0))
+        dh += (2 * lam[:, None] * W)[:, None, :] * gap
+        return terms, dh
 
-        def terms(H):
-            inner = H @ H.transpose(1, 2)
-            t = inner[:, a, p] - inner[:, a, n] - margin
-            return F.softplus(-t).sum(1) / count + lam * ((H - sign).pow(2) * per_bit).sum((1, 2))
 
-        return padded_gradients(terms, h, bits)
+def _members(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of a boolean (n, n) matrix: the column indices of its True entries first, padded
+    to the largest count (n, C), and which of them are real (n, C)."""
+    counts = m.sum(1)
+    width = max(int(counts.max()), 1)
+    order = torch.argsort((~m).to(torch.int8), dim=1, stable=True)[:, :width]
+    return order, torch.arange(width, device=m.device)[None, :] < counts[:, None]
