@@ -104,12 +104,20 @@ def parser() -> argparse.ArgumentParser:
         description="Train what the named studies need (in parallel) and write their tables. "
         + "; ".join(f"{s.name}: {s.what}" for s in STUDIES.values()),
     )
-    st.add_argument("names", nargs="+", choices=[*STUDIES, "all"], help="studies to run")
+    st.add_argument("names", nargs="+", choices=[*STUDIES, "all", "verify"],
+                    help="studies to run; 'verify NAME' re-trains a sample of a committed table's "
+                    "runs from scratch and compares their numbers")
     st.add_argument("--workers", type=_positive, default=None, help="parallel runs (default: cores / threads)")
     st.add_argument("--threads", type=_positive, default=1, help="torch threads per run (default 1)")
     st.add_argument("--runs", default=None, help="run cache folder (default: runs/ or $NHL_RUNS)")
     st.add_argument("--data", default=None, help="dataset folder (default: data/ or $NHL_DATA)")
     st.add_argument("--out", default=None, help="where to write the tables (default: results/)")
+    st.add_argument("--allow-dirty", action="store_true",
+                    help="run although the package's code differs from its git commit (the stamp "
+                    "records the diff)")
+    st.add_argument("--sample", type=_positive, default=4, help="verify: runs to re-train (default 4)")
+    st.add_argument("--tol", type=float, default=1e-6,
+                    help="verify: largest accepted mAP difference (default 1e-6: the tables keep 6 digits)")
     st.add_argument("--datasets", default=None,
                     help="comma-separated datasets: train only their runs and replace their rows in "
                     "the existing tables (default: every dataset of the study)")
@@ -127,13 +135,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "study":
         from .studies import catalogue, results, runner
 
+        if args.names[0] == "verify":
+            return _verify(args)
+        if "verify" in args.names:
+            print("error: 'verify' comes first: python -m nhl study verify NAME", file=sys.stderr)
+            return 2
         names = [n for n in catalogue.STUDIES if n != "hparams"] if "all" in args.names else args.names
         command = "python -m nhl study " + " ".join(args.names)
         datasets = None if args.datasets is None else [d.strip() for d in args.datasets.split(",") if d.strip()]
         if datasets is not None:
             command += f" --datasets {','.join(datasets)}"
-        runner.run_study(names, workers=args.workers, threads=args.threads, root=args.runs,
-                          data_root=args.data, out=args.out, command=command, datasets=datasets)
+        try:
+            runner.run_study(names, workers=args.workers, threads=args.threads, root=args.runs,
+                              data_root=args.data, out=args.out, command=command, datasets=datasets,
+                              allow_dirty=args.allow_dirty)
+        except runner.DirtyCodeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         for n in names:
             print(f"wrote {results.results_dir() if args.out is None else args.out}/{n}.csv")
         return 0
@@ -159,6 +177,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDivergedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """``python -m nhl study verify NAME [--sample N] [--tol T]``: exit status 1 on a difference."""
+    from .studies import results, runner
+
+    if len(args.names) != 2:
+        print("error: name one committed study: python -m nhl study verify NAME", file=sys.stderr)
+        return 2
+    name = args.names[1]
+    try:
+        s = results.stamp(name, args.out)
+        report = runner.verify(name, sample=args.sample, workers=args.workers, data_root=args.data,
+                               folder=args.out, tol=args.tol)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    code = s.get("code") or {}
+    print(f"results/{name}.csv: made by nhl {s.get('package_version')} at commit "
+          f"{code.get('commit') or 'unknown (not recorded)'}; runs trained by "
+          f"{s.get('runs trained by commit') or 'unknown commits'}")
+    print(report.to_string(index=False, float_format=lambda v: f"{v:.6f}"))
+    runs = report.drop_duplicates([c for c in report.columns if c not in (
+        "bits", "mAP now", "mAP committed", "difference", "same")])
+    missing = int(report["mAP committed"].isna().sum())
+    differ = int((~report["same"]).sum()) - missing
+    print(f"{len(runs)} runs re-trained: {len(report) - differ - missing} of {len(report)} numbers "
+          f"reproduced (|difference| <= {args.tol:g}), {differ} differ, {missing} not in the table; "
+          f"largest difference {report['difference'].abs().max():.6f}")
+    return 0 if differ == 0 and missing == 0 else 1
 
 
 def _run(args: argparse.Namespace, config: TrainConfig) -> int:

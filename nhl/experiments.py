@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .data import cached_splits, map_topk
 from .metrics import map_table
 from .models import HashModel, build_model, encode_dataset
-from .utils import atomic_torch_save, atomic_write, atomic_write_text, runs_dir
+from .utils import atomic_torch_save, atomic_write, atomic_write_text, code_state, runs_dir
 
 FILES = ("config.json", "model.pt", "codes.npz", "history.csv", "metrics.json")
 def get_splits(config: TrainConfig, root: str | Path | None = None):
@@ -380,6 +380,7 @@ def _train_and_store(
         in_channels=splits.image_shape[0],
         split_fingerprint=splits.fingerprint,
         version=package_version(),
+        code=code_state(),  # the commit that trained it, and whether the code differed from it
     )
     atomic_torch_save(result.model.state_dict(), path / "model.pt")
     atomic_write(

@@ -83,3 +83,34 @@ def runs_dir() -> Path:
 def quick_mode() -> bool:
     """The one documented switch: ``NHL_QUICK=1`` shrinks data and epochs for smoke runs."""
     return os.environ.get("NHL_QUICK", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+#: What determines a result: the package's code and its requirements (a README edit does not).
+CODE_PATHS = ("nhl", "pyproject.toml")
+
+
+def code_state(diff: bool = False) -> dict:
+    """Which code computes here: ``{"commit": sha, "dirty": [paths]}`` for the git checkout
+    that holds this package (``dirty``: files of :data:`CODE_PATHS` that differ from the commit,
+    untracked ones included); with ``diff`` also ``"diff"``, the patch of those changes against
+    the commit. ``{"commit": None, ...}`` where the package is not in a git checkout (an
+    installed copy) or git is missing; the package version then identifies the code."""
+    import subprocess
+
+    checkout = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True,
+                              timeout=30, check=True)
+        return done.stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "note": "not a git checkout; see package_version"}
+    dirty = sorted(line[3:] for line in status.splitlines() if line.strip())
+    state: dict = {"commit": commit, "dirty": dirty}
+    if diff and dirty:
+        state["diff"] = git("diff", "HEAD", "--", *CODE_PATHS)
+    return state

@@ -27,6 +27,8 @@ def tiny_study(monkeypatch):
 
     study = catalogue.Study("tiny", "two seeds of a tiny grid", configs)
     monkeypatch.setitem(catalogue.STUDIES, "tiny", study)
+    # the code of a clean checkout at a known commit (the developer's tree may be dirty)
+    monkeypatch.setattr(runner, "code_state", lambda diff=False: {"commit": "c0ffee", "dirty": []})
     return study
 
 
@@ -43,6 +45,8 @@ def test_run_study_writes_table_and_stamp(tmp_path, tiny_study):
     stamp = results.stamp("tiny", dirs["out"])
     assert stamp["command"] == "python -m nhl study tiny" and len(stamp["configs"]) == 8
     assert stamp["threads per worker"] == 1 and stamp["package_version"]
+    assert stamp["code"]["commit"] == "c0ffee"
+    assert sum(stamp["runs trained by commit"].values()) == 8  # each run says what trained it
     assert "results/tiny.csv" in results.describe_source("tiny", dirs["out"])
     # the same study again loads every run from the cache and gives the same numbers
     second = runner.run_study(["tiny"], workers=1, progress=False, **dirs)["tiny"]
@@ -50,6 +54,36 @@ def test_run_study_writes_table_and_stamp(tmp_path, tiny_study):
     cells = grid.as_grid(table[table.seed == 0])
     assert list(cells.columns[:4]) == ["method", "bits", "baseline mAP", "nested mAP"]
     assert np.allclose(cells["gain"], cells["nested mAP"] - cells["baseline mAP"])
+    # verify: a sample re-trained from scratch (a fresh cache) reproduces the committed numbers
+    report = runner.verify("tiny", sample=2, threads=1, workers=1, data_root=dirs["data_root"],
+                           folder=dirs["out"], progress=False)
+    assert 2 <= len(report) <= 4  # two runs of one or two lengths
+    assert report["same"].all() and report["mAP committed"].notna().all()
+    from nhl.cli import main
+
+    code = main(["study", "verify", "tiny", "--sample", "1", "--workers", "1", "--out",
+                 str(dirs["out"]), "--data", str(dirs["data_root"])])
+    assert code == 0
+
+
+def test_a_study_refuses_code_that_differs_from_its_commit(tmp_path, tiny_study, monkeypatch):
+    monkeypatch.setattr(runner, "code_state", lambda diff=False: {
+        "commit": "c0ffee", "dirty": ["nhl/losses/dhn.py"], "diff": "--- a/nhl/losses/dhn.py"})
+    with pytest.raises(runner.DirtyCodeError, match="nhl/losses/dhn.py"):
+        runner.run_study(["tiny"], root=tmp_path / "runs", data_root=tmp_path / "data",
+                         out=tmp_path / "results", progress=False)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_code_state_names_a_commit_or_says_why_not():
+    from nhl.utils import code_state
+
+    state = code_state()
+    if state["commit"] is None:  # an installed copy, or no git: the version identifies the code
+        assert "package_version" in state["note"]
+    else:
+        assert len(state["commit"]) == 40 and isinstance(state["dirty"], list)
+        assert all(p.startswith(("nhl", "pyproject.toml")) for p in state["dirty"])
 
 
 def test_paired_differences_with_confidence_interval():

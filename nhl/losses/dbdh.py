@@ -8,11 +8,10 @@ import torch
 
 from .base import HashLoss, check_nonnegative, pairwise_logistic, pairwise_similarity
 from .prefix import (
-    nested_bank_reference,
+    bank_products,
     pairwise_logistic_gradients,
     prefix_backprop,
     prefix_columns_mask,
-    prefix_products,
     prefix_row_sums,
 )
 
@@ -58,17 +57,13 @@ class DBDHLoss(HashLoss):
         where ``-1 <= u <= 1``. ``None`` when the lengths' banks are not prefixes of the
         longest's (docs/method.md §2, §5).
         """
-        last = losses[-1]
-        h, y, idx = last.check_inputs(h, y, idx)
-        v = last.bank_value(h)
-        ref = nested_bank_reference(losses, v, y, idx)
-        if ref is None:
+        got = bank_products(losses, h, y, idx)
+        if got is None:
             return None
-        bank_v, bank_y, weight = ref
-        bits = tuple(f.bits for f in losses)
+        h, v, bank_v, weight, bits = got.h, got.store, got.bank, got.weight, got.bits
         B = h.shape[0]
-        P = prefix_products(v, bank_v, bits)
-        pair, G = pairwise_logistic_gradients(P, pairwise_similarity(y, bank_y), weight, B * weight.sum())
+        pair, G = pairwise_logistic_gradients(got.P, pairwise_similarity(got.y, got.bank_y), weight,
+                                              B * weight.sum())
         dv = prefix_backprop(G, bank_v, bits)
         lens = h.new_tensor(bits)
         alpha = h.new_tensor([f.alpha for f in losses])

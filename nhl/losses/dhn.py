@@ -9,12 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import HashLoss, check_nonnegative, pairwise_logistic, pairwise_similarity, prefix_means
-from .prefix import (
-    nested_bank_reference,
-    pairwise_logistic_gradients,
-    prefix_backprop,
-    prefix_products,
-)
+from .prefix import bank_products, pairwise_logistic_gradients, prefix_backprop
 
 
 def log_cosh(x: torch.Tensor) -> torch.Tensor:
@@ -61,16 +56,12 @@ class DHNLoss(HashLoss):
         derivative is ``tanh(|u| - 1) sign(u)``. ``None`` when the lengths' banks are not
         prefixes of the longest's (docs/method.md §2, §5).
         """
-        last = losses[-1]
-        h, y, idx = last.check_inputs(h, y, idx)
-        ref = nested_bank_reference(losses, h, y, idx)
-        if ref is None:
+        got = bank_products(losses, h, y, idx)
+        if got is None:
             return None
-        bank_u, bank_y, weight = ref
-        bits = tuple(f.bits for f in losses)
+        h, bank_u, weight, bits, P = got.h, got.bank, got.weight, got.bits, got.P
         norm = h.shape[0] * weight.sum()
-        P = prefix_products(h, bank_u, bits)
-        pair, G = pairwise_logistic_gradients(P, pairwise_similarity(y, bank_y), weight, norm)
+        pair, G = pairwise_logistic_gradients(P, pairwise_similarity(got.y, got.bank_y), weight, norm)
         dh = prefix_backprop(G, bank_u, bits)
         x = h.abs() - 1
         W = prefix_means(bits, h.shape[0], h.device, h.dtype)

@@ -7,13 +7,7 @@ from typing import Any
 import torch
 
 from .base import HashLoss, check_nonnegative, pairwise_similarity, prefix_means
-from .prefix import (
-    nested_bank_reference,
-    prefix_backprop,
-    prefix_columns_mask,
-    prefix_products,
-    prefix_row_sums,
-)
+from .prefix import bank_products, prefix_backprop, prefix_columns_mask, prefix_row_sums
 
 
 class DSHLoss(HashLoss):
@@ -59,17 +53,13 @@ class DSHLoss(HashLoss):
         ``|1 - |u||`` has derivative ``sign(|u| - 1) sign(u)``. ``None`` when the lengths' banks
         are not prefixes of the longest's (docs/method.md §2, §5).
         """
-        last = losses[-1]
-        h, y, idx = last.check_inputs(h, y, idx)
-        ref = nested_bank_reference(losses, h, y, idx)
-        if ref is None:
+        got = bank_products(losses, h, y, idx)
+        if got is None:
             return None
-        bank_u, bank_y, weight = ref
-        bits = tuple(f.bits for f in losses)
+        h, bank_u, weight, bits, P = got.h, got.bank, got.weight, got.bits, got.P
         B = h.shape[0]
-        s = pairwise_similarity(y, bank_y)
+        s = pairwise_similarity(got.y, got.bank_y)
         norm = B * weight.sum()
-        P = prefix_products(h, bank_u, bits)
         hh, uu = prefix_row_sums(h * h, bits), prefix_row_sums(bank_u * bank_u, bits)
         pair = h.new_empty(len(bits))
         similar = s > 0  # s is 0 or 1: each pair takes one of the two branches

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -194,3 +195,34 @@ def pairwise_logistic_gradients(
         values[k] = (F.softplus(theta).mv(weight).sum() - (s * theta).mv(weight).sum()) / norm
         torch.sigmoid(theta, out=theta).sub_(s).mul_(wn)
     return values, P
+
+
+@dataclass
+class BankProducts:
+    """What every memory-bank loss's nested gradients start from: the checked outputs ``h`` and
+    labels ``y``, what the banks store (``store``: ``h`` or its clamp), the longest bank's
+    reference ``(bank, bank_y, weight)`` and the prefix products ``P`` (K, B, N) of ``store``
+    with the bank."""
+
+    h: torch.Tensor
+    y: torch.Tensor
+    store: torch.Tensor
+    bank: torch.Tensor
+    bank_y: torch.Tensor
+    weight: torch.Tensor
+    bits: tuple[int, ...]
+    P: torch.Tensor
+
+
+def bank_products(losses, h: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> BankProducts | None:
+    """Inputs checked, every length's bank written (:func:`nested_bank_reference`) and the
+    prefix products of the stored outputs with the longest bank; ``None`` when the banks are
+    not prefixes of the longest's."""
+    last = losses[-1]
+    h, y, idx = last.check_inputs(h, y, idx)
+    store = last.bank_value(h)
+    ref = nested_bank_reference(losses, store, y, idx)
+    if ref is None:
+        return None
+    bits = tuple(f.bits for f in losses)
+    return BankProducts(h, y, store, *ref, bits, prefix_products(store, ref[0], bits))

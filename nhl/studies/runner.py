@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 
 from .. import experiments
 from ..config import TrainConfig
+from ..utils import code_state
 from ..validation import check_choice
+from . import tables as tables_mod
 from .catalogue import DATASETS, STUDIES
 from .results import load, stamp, write
 
@@ -82,12 +84,18 @@ def run_study(
     progress: bool = True,
     command: str | None = None,
     datasets: Sequence[str] | None = None,
+    allow_dirty: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Train what the named studies need (all at once, in parallel), then write their tables.
 
     ``datasets``: train only the runs on these datasets and replace their rows in the existing
     table (``results/NAME.csv``), keeping the other datasets' rows and recording both commands
     in the stamp's ``parts`` (how a study is extended by one dataset without retraining the rest).
+
+    Every committed number must be re-derivable, so the stamp records the git commit of the code
+    (:func:`nhl.utils.code_state`) and which commits trained the runs it read from the cache;
+    a package whose code differs from its commit is refused (``DirtyCodeError``) unless
+    ``allow_dirty``, which records the diff in the stamp instead.
     """
     names = [check_choice(n, STUDIES, "study") for n in names]
     configs = {n: STUDIES[n].configs() for n in names}
@@ -98,6 +106,12 @@ def run_study(
         empty = [n for n, cs in configs.items() if not cs]
         if empty:
             raise ValueError(f"studies {empty} have no runs on the datasets {datasets}")
+    code = code_state(diff=True)
+    if code.get("dirty") and not allow_dirty:
+        raise DirtyCodeError(
+            f"the package's code differs from commit {code['commit'][:12]} ({', '.join(code['dirty'][:5])}"
+            f"{', ...' if len(code['dirty']) > 5 else ''}): commit it first, so the table's stamp names the "
+            "code that made it, or pass allow_dirty=True (--allow-dirty) to record the diff in the stamp")
     everything = [c for n in names for c in configs[n]]
     t0 = time.perf_counter()
     runs = run_all(everything, workers=workers, threads=threads, root=root, data_root=data_root,
@@ -120,6 +134,8 @@ def run_study(
             "wall seconds (all studies of this command)": round(wall, 1),
             "train seconds (sum over this study's runs)": round(sum(r.train_seconds for r in these), 1),
             "epochs": {d: sorted({c.epochs for c in configs[n] if c.dataset == d}) for d in DATASETS},
+            "code": code,
+            "runs trained by commit": _trained_by(these),
             "configs": [c.to_json() for c in configs[n]],  # one compact line each
         }
         if datasets is not None:
@@ -129,14 +145,31 @@ def run_study(
     return tables
 
 
-_PART_KEYS = ("command", "date", "package_version", "machine", "workers", "threads per worker",
+class DirtyCodeError(RuntimeError):
+    """A study was asked for while the package's code differs from its git commit."""
+
+
+def _trained_by(runs: Sequence[experiments.RunResult]) -> dict[str, int]:
+    """How many of ``runs`` each commit trained (``"unknown"``: a run from before commits were
+    recorded; ``"<commit> + changes"``: trained by code that differed from its commit)."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        code = r.metrics.get("code") or {}
+        key = str(code.get("commit") or "unknown")
+        if code.get("dirty"):
+            key += " + changes"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+_PART_KEYS = ("command", "date", "package_version", "code", "machine", "workers", "threads per worker",
               "wall seconds (all studies of this command)", "train seconds (sum over this study's runs)")
 
 
 def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[str],
                 out: str | Path | None) -> tuple[pd.DataFrame, dict]:
     """The existing table of study ``name`` with the rows of ``datasets`` replaced by ``table``."""
-    this_part = {k: new[k] for k in _PART_KEYS} | {"datasets": list(datasets)}
+    this_part = {k: new.get(k) for k in _PART_KEYS} | {"datasets": list(datasets)}
     try:
         old_table = load(name, out)
     except FileNotFoundError:  # nothing to extend yet: this command made the whole table
@@ -169,3 +202,51 @@ def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[st
     }
     kept = old_table[~old_table["dataset"].isin(datasets)]
     return pd.concat([kept, table], ignore_index=True), merged
+
+
+#: Columns that tell a table's rows apart besides the length (from the configs of its runs).
+_ROW_KEYS = ("dataset", "method", "variant", "seed", "epochs", "lr", "lambda_D", "center_design",
+             "nested_targets", "bank_refresh", "bits")
+
+
+def verify(
+    name: str,
+    sample: int | None = 4,
+    seed: int = 0,
+    workers: int | None = None,
+    threads: int | None = None,
+    data_root: str | Path | None = None,
+    folder: str | Path | None = None,
+    tol: float = 1e-6,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Re-train a sample of a committed table's runs from scratch and compare their numbers.
+
+    ``sample`` runs (all with ``None``) are drawn with ``seed`` from the configs in the table's
+    stamp and trained in a fresh, temporary run cache (nothing cached is reused) with the
+    stamp's threads per worker, so a table made by this code on this kind of machine is
+    reproduced exactly. Returns one row per re-trained run and length: the committed and the
+    new mAP, their difference and ``same`` (``|difference| <= tol``; the committed tables keep
+    six significant digits, so the default 1e-6 is that rounding). The stamp's commit and
+    the commits that trained its runs say what the table claims to come from.
+    """
+    import tempfile
+
+    import numpy as np
+
+    table, stamp_ = load(name, folder), stamp(name, folder)
+    configs = [TrainConfig.from_dict(json.loads(c)) for c in stamp_["configs"]]
+    rng = np.random.default_rng(seed)
+    if sample is not None and sample < len(configs):
+        configs = [configs[i] for i in sorted(rng.choice(len(configs), sample, replace=False))]
+    threads = threads or int(stamp_.get("threads per worker") or 1)
+    with tempfile.TemporaryDirectory(prefix="nhl-verify-") as tmp:
+        runs = run_all(configs, workers=workers, threads=threads, root=tmp, data_root=data_root,
+                       progress=progress)
+        fresh = (STUDIES[name].table if name in STUDIES else tables_mod.runs_table)(runs)
+    keys = [k for k in _ROW_KEYS if k in table.columns and k in fresh.columns]
+    both = fresh[keys + ["mAP"]].merge(table[keys + ["mAP"]], on=keys, how="left",
+                                       suffixes=(" now", " committed"))
+    both["difference"] = both["mAP now"] - both["mAP committed"]
+    both["same"] = both["difference"].abs() <= tol
+    return both
