@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import HashLoss, check_nonnegative, code_sign, pairwise_similarity
-from .prefix import padded_gradients, prefix_columns_mask
+from .prefix import prefix_products, symmetric_backprop
 
 
 class LCDSHLoss(HashLoss):
@@ -43,11 +43,14 @@ class LCDSHLoss(HashLoss):
 
     @classmethod
     def nested_gradients(cls, losses, h, y, idx):
-        """The K lengths' losses and their gradients with respect to ``h``, batched.
+        """The K lengths' losses and their gradients with respect to ``h`` in closed form.
 
-        The loss written over a leading length dimension on the zero-padded prefixes of ``h``
-        (their Gram matrices are the prefixes' own), differentiated in one backward pass
-        (:func:`~nhl.losses.prefix.padded_gradients`; docs/method.md §5).
+        Every length's ``theta = 1/2 u u^T`` and ``1/2 b b^T`` come from block products
+        (:func:`~nhl.losses.prefix.prefix_products`). Per pair, the likelihood's derivative with
+        respect to ``theta`` is ``-s sigmoid(-s theta)`` and the quantisation term's
+        ``2 lambda (sigma(theta) - sigma(b b^T / 2)) sigma(theta) (1 - sigma(theta))``, both over
+        the number of pairs; ``theta``'s Gram matrix takes them to ``h``
+        (:func:`~nhl.losses.prefix.symmetric_backprop`; docs/method.md §2, §5).
         """
         last = losses[-1]
         h, y, idx = last.check_inputs(h, y, idx)
@@ -56,14 +59,15 @@ class LCDSHLoss(HashLoss):
         others = 1.0 - torch.eye(n, dtype=h.dtype, device=h.device)
         n_pairs = others.sum().clamp_min(1)
         s = 2 * pairwise_similarity(y, y) - 1
-        lam = h.new_tensor([f.lam for f in losses])
-        b = code_sign(h) * prefix_columns_mask(bits, h)  # the codes' prefixes, zero-padded
-        target = torch.sigmoid(0.5 * b @ b.transpose(1, 2))
-
-        def terms(H):
-            theta = 0.5 * H @ H.transpose(1, 2)
-            likelihood = (F.softplus(-s * theta) * others).sum((1, 2)) / n_pairs
-            quant = ((torch.sigmoid(theta) - target).pow(2) * others).sum((1, 2))
-            return likelihood + lam * quant / n_pairs
-
-        return padded_gradients(terms, h, bits)
+        lam = h.new_tensor([f.lam for f in losses])[:, None, None]
+        theta = prefix_products(h, h, bits).mul_(0.5)
+        b = code_sign(h)
+        target = torch.sigmoid(prefix_products(b, b, bits).mul_(0.5))
+        x = -s * theta
+        likelihood = (F.softplus(x) * others).sum((1, 2)) / n_pairs
+        sig = torch.sigmoid(theta)
+        gap = sig - target
+        quant = (gap.pow(2) * others).sum((1, 2)) / n_pairs
+        dtheta = (-s * torch.sigmoid(x) + 2 * lam * gap * sig * (1 - sig)) * (others / n_pairs)
+        dh = symmetric_backprop(0.5 * dtheta, h, bits)
+        return likelihood + lam[:, 0, 0] * quant, dh
