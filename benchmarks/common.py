@@ -124,10 +124,13 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
 
 
 def machine() -> dict[str, object]:
-    """Where the numbers come from: CPU, cores, load, library versions."""
+    """Where the numbers come from: CPU, cores, load, library versions, the code's commit."""
     import faiss
     import scipy
     import torch
+
+    import nhl
+    from nhl.utils import code_state
 
     try:
         load = os.getloadavg()
@@ -145,6 +148,8 @@ def machine() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "faiss": getattr(faiss, "__version__", "unknown"),
         "faiss_threads": faiss.omp_get_max_threads(),
+        "nhl": nhl.__version__,
+        "code": {k: v for k, v in code_state().items() if k != "diff"},  # the commit measured
     }
 
 

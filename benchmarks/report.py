@@ -80,6 +80,9 @@ def _machine(d: dict) -> str:
         f"(1/5/15 min) {load}{shared}; Python {m.get('python', '?')}, numpy {m.get('numpy', '?')}"
         f", torch {m.get('torch', '?')}, faiss {m.get('faiss', '?')}; threads: {threads_text}."
         + (f" Command: `{d['command'].strip()}`." if d.get("command") else "")
+        + (f" Code: nhl {m.get('nhl')}, commit {str((m.get('code') or {}).get('commit'))[:12]}"
+           + (" with uncommitted changes" if (m.get("code") or {}).get("dirty") else "") + "."
+           if m.get("code") else "")
         + (f" Medians of {d['repeats']} interleaved repeats after {d.get('warmup', 0)} warm-up."
            if d.get("repeats") else "")
     )

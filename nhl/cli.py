@@ -47,6 +47,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="nhl", choices=sorted(VARIANTS), help="nested ablation variant")
     p.add_argument("--epochs", type=_positive, default=None, help="epochs (default 15; quick: 2)")
     p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--patience", type=_positive, default=None,
+                   help="early stopping: stop after this many validation checks without improvement "
+                   "(--epochs is then the maximum; default: train every epoch)")
     p.add_argument(
         "--lr", type=float, default=None,
         help="learning rate (default: the method's recorded value, see nhl.recipes)",
@@ -74,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         bit_list=args.bits,
         epochs=epochs,
         batch_size=args.batch_size,
+        patience=args.patience,
         lr=args.lr,
         seed=args.seed,
         backbone=args.backbone,

@@ -30,6 +30,11 @@ VARIANTS = {
 }
 
 
+#: Fields added to :class:`TrainConfig` after runs were cached, with the default that means
+#: "as before": a config at that default keeps the cache key it had.
+LATER_FIELDS: dict[str, Any] = {"patience": None}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that affects a run's numbers.
@@ -53,6 +58,10 @@ class TrainConfig:
     ``protocol`` ``None`` is the dataset's default split protocol. ``seed`` drives the model's
     initialisation, the class targets and the batch order; ``split_seed`` the data split, so
     several training seeds can share one split.
+    ``patience``: early stopping (docs/method.md §6). ``None`` (default) trains ``epochs``
+    epochs; a number stops training once that many validation checks (every ``eval_every``
+    epochs) in a row have not improved the selection score, ``epochs`` being the maximum. The
+    same rule serves single-length and nested models.
     """
 
     dataset: str = "fashion-mnist"
@@ -80,6 +89,7 @@ class TrainConfig:
     hyper: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     device: str = "auto"
     amp: bool = False
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bit_list", check_bit_list(self.bit_list))
@@ -90,6 +100,8 @@ class TrainConfig:
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.eval_every, "eval_every")
+        if self.patience is not None:
+            check_positive_int(self.patience, "patience")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be > 0 (or None for the method's recorded value), got {self.lr!r}")
         check_choice(self.center_design, CENTER_DESIGNS, "center_design")
@@ -171,10 +183,15 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What names this run's result: every field but ``device``/``amp``, plus the device
-        type and amp where they are not the CPU in float32 (:func:`nhl.devices.runtime_key`)."""
+        type and amp where they are not the CPU in float32 (:func:`nhl.devices.runtime_key`).
+        Fields added since runs were first cached (:data:`LATER_FIELDS`) count only where they
+        differ from their default, so earlier runs keep their cache keys."""
         d = self.to_dict()
         d.pop("device")
         d.pop("amp")
+        for name, default in LATER_FIELDS.items():
+            if d.get(name) == default:
+                d.pop(name)
         runtime = runtime_key(self.device, self.amp)
         if runtime:
             d["runtime"] = runtime

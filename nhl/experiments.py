@@ -374,6 +374,7 @@ def _train_and_store(
     metrics, q, db = evaluate(result.model, splits, config.bit_list, topk=map_topk(config.dataset), device=device)
     metrics.update(
         best_epoch=result.best_epoch,
+        epochs_trained=result.epochs_trained,
         val_score=result.best_score,
         train_seconds=result.train_seconds,
         val_eval_seconds=result.eval_seconds,

@@ -61,6 +61,11 @@ class FitResult:
     def eval_seconds(self) -> float:
         return float(self.history.groupby("epoch")["eval_seconds"].first().sum())
 
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs actually trained: ``config.epochs``, or fewer when early stopping stopped it."""
+        return int(self.history["epoch"].max()) + 1 if not self.history.empty else 0
+
 
 def build(config: TrainConfig, splits) -> tuple[HashModel, NestedObjective]:
     """Model and objective for a config (seeded: the same config gives the same initial weights)."""
@@ -206,6 +211,14 @@ class _Selection:
         self.best_epoch, self.best_score = int(ckpt["best_epoch"]), float(ckpt["best_score"])
         self.best_state = ckpt["best_state"]
 
+    def patience_spent(self, patience: int | None) -> bool:
+        """Whether the last ``patience`` validation checks all came after the best epoch (none
+        improved the selection score): early stopping, docs/method.md §6."""
+        if patience is None:
+            return False
+        checked = sorted({int(r["epoch"]) for r in self.rows if np.isfinite(r["val_map"])})
+        return sum(e > self.best_epoch for e in checked) >= patience
+
     def consider(self, epoch: int, score: float, model: nn.Module) -> None:
         """Keep ``model`` (on the CPU) when its validation score is the best so far."""
         if score > self.best_score:
@@ -248,7 +261,8 @@ def fit(
     every process trains on its share of each global batch, rank 0 evaluates and writes the
     checkpoint. Every epoch: refresh the memory banks when due, train one pass
     (:func:`_train_epoch`), evaluate on the validation split when due and keep the best epoch
-    (docs/method.md §6), write the checkpoint. Returns :class:`FitResult` with the model at the
+    (docs/method.md §6), write the checkpoint; with ``config.patience``, stop once that many
+    validation checks in a row did not improve on the best. Returns :class:`FitResult` with the model at the
     selected epoch (on the CPU) and a long-format history (one row per epoch and length).
     """
     device = resolve_device(config.device)
@@ -290,6 +304,7 @@ def fit(
             score = float(np.mean([val[b] for b in config.bit_list]))
             sel.consider(epoch, score, model)
             bar.set_postfix(loss=f"{means[0].mean():.3f}", val_map=f"{score:.3f}", best=sel.best_epoch)
+        stop = distributed.broadcast_object(sel.patience_spent(config.patience)) if evaluate else False
         if ckpt_path is not None and main:
             save_checkpoint(ckpt_path, dict(
                 config=_identity_json(config), epoch=int(epoch), model=_cpu_state(model),
@@ -298,6 +313,8 @@ def fit(
                 best_epoch=int(sel.best_epoch), best_score=float(sel.best_score),
                 best_state=sel.best_state))
         distributed.barrier()
+        if stop:  # early stopping: the same rule for single-length and nested models
+            break
     bar.close()
     return _finish(config, model, objective, sel)
 

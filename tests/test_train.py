@@ -1,6 +1,7 @@
 """End to end on real data (scikit-learn's digits): training, selection, resume, divergence."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -126,3 +127,31 @@ def test_bank_refresh_option_is_checked_and_changes_training(splits):
     epoch = fit(_config(method="dhn", epochs=1), splits, progress=False).history
     none = fit(_config(method="dhn", epochs=1, bank_refresh="none"), splits, progress=False).history
     assert not epoch["loss"].equals(none["loss"])
+
+
+def test_early_stopping_stops_when_validation_stops_improving(tmp_path):
+    """A learning rate so small that nothing changes: validation mAP never improves after the
+    first check, so training stops after ``patience`` more checks, at the same epoch for a
+    single-length and a nested model; the selected epoch is the first."""
+    from conftest import tiny
+
+    splits = load_splits("digits", root=tmp_path, protocol="quick")
+    for config in (tiny(lr=1e-12, epochs=8, patience=2), tiny(lr=1e-12, epochs=8, patience=2).baseline(16)):
+        result = fit(config, splits, progress=False)
+        assert result.epochs_trained == 3 and result.best_epoch == 0
+        assert sorted(result.history["epoch"].unique()) == [0, 1, 2]
+
+
+def test_early_stopping_leaves_an_improving_run_alone_and_keeps_old_cache_keys(tmp_path):
+    from conftest import tiny
+
+    splits = load_splits("digits", root=tmp_path, protocol="quick")
+    full = fit(tiny(epochs=3), splits, progress=False)
+    patient = fit(tiny(epochs=3, patience=5), splits, progress=False)
+    assert full.epochs_trained == patient.epochs_trained == 3
+    pd.testing.assert_frame_equal(full.history.drop(columns=["train_seconds", "eval_seconds"]),
+                                  patient.history.drop(columns=["train_seconds", "eval_seconds"]))
+    # a config without early stopping is named as before the field existed
+    assert "patience" not in tiny().identity() and tiny(patience=3).identity()["patience"] == 3
+    with pytest.raises(ValueError):
+        tiny(patience=0)

@@ -54,7 +54,8 @@ def run_all(
     one-thread workers train about 1.3x more runs per hour than one two-thread process, and the
     thread count is part of what makes a run's last digits reproducible). ``workers`` defaults
     to the number of CPU cores divided by ``threads``. Duplicates are trained once; runs already
-    in the cache are loaded, not retrained.
+    in the cache are loaded, not retrained. One worker trains in this process (with ``threads``
+    torch threads while it does), without the cost of starting another.
     """
     configs = list(configs)
     if workers is None:
@@ -63,7 +64,17 @@ def run_all(
     data_s = None if data_root is None else str(data_root)
     unique = list(dict.fromkeys(configs))
     todo = [c.to_json() for c in unique if experiments.cached_run(c, root, data_root) is None]
-    if todo:
+    if todo and workers == 1:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for c in tqdm(todo, desc="all runs", unit="run", smoothing=0, disable=not progress):
+                _run_one(c, root_s, data_s)
+        finally:
+            torch.set_num_threads(before)
+    elif todo:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
             futures = [pool.submit(_run_one, c, root_s, data_s) for c in todo]

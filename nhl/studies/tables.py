@@ -58,6 +58,7 @@ def run_rows(run: experiments.RunResult) -> list[dict]:
                 "firing": float(per_epoch.mean()),
                 "train s": run.train_seconds,
                 "epochs": c.epochs,
+                "epochs trained": int(h["epoch"].max()) + 1,
                 "best epoch": run.metrics["best_epoch"],
                 "lr": c.learning_rate,
                 "lambda_D": c.distill,
