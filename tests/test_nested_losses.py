@@ -128,6 +128,10 @@ def test_block_products_and_their_backprop():
         torch.testing.assert_close(dh[k, :, :b], G[k] @ v[:, :b])
         assert (dh[k, :, b:] == 0).all()
     torch.testing.assert_close(prefix_row_sums(u, BITS)[2], u[:, :32].sum(1))
+    w = u.clone().requires_grad_()  # with a gradient to compute: stacked, differentiable
+    prefix_products(w, v, BITS)[1].sum().backward()
+    torch.testing.assert_close(w.grad[:, :16], v[:, :16].sum(0).expand(7, 16))
+    assert (w.grad[:, 16:] == 0).all()
     assert blocks(BITS) == ((0, 8), (8, 16), (16, 32), (32, 64), (64, 128))
 
 

@@ -6,16 +6,15 @@ k blocks of bits, ``u[:, :L_k] @ v[:, :L_k]^T = sum_{j <= k} u[:, B_j] @ v[:, B_
 batch x memory bank) comes from one product of the longest codes split into blocks, accumulated
 block after block: the arithmetic of a single ``L_K``-bit product (:func:`prefix_products`).
 
-Going back is the same in reverse: length k's gradient with respect to the outputs is
-``G_k @ v[:, :L_k]`` for the gradient ``G_k`` of its loss with respect to its similarity matrix;
-:func:`prefix_backprop` computes all K of them block by block (block ``j`` serves the lengths
-``k >= j``), about ``sum_k L_k / L_K`` (two for the default lengths) products of the single
-length. Elementwise terms (quantisation, balance) are averaged per length with
-:func:`nhl.losses.base.prefix_means`.
+Going back: length k's gradient with respect to the outputs is ``G_k @ v[:, :L_k]`` for the
+gradient ``G_k`` of its loss with respect to its similarity matrix; :func:`prefix_backprop`
+computes all K of them, ``sum_k L_k / L_K`` (about two for the default lengths) times the
+multiplications of one ``L_K``-bit product. Elementwise terms (quantisation, balance) are
+averaged per length with :func:`nhl.losses.base.prefix_means`.
 
-Each base loss turns these into its own closed-form :meth:`~nhl.losses.HashLoss.nested_gradients`
-(the K terms and their gradients ``d term_k / dh``, no autograd), tested against autograd in
-float64 (tests/test_nested_losses.py).
+Each base loss turns these into its own :meth:`~nhl.losses.HashLoss.nested_gradients` (the K
+terms and their gradients ``d term_k / dh``, by formula or one batched backward pass), tested
+against autograd in float64 (tests/test_nested_losses.py).
 """
 
 from __future__ import annotations
@@ -40,9 +39,12 @@ def prefix_products(u: torch.Tensor, v: torch.Tensor, bits: Sequence[int]) -> to
 
     One product per block of bits, each added to the previous length's (``addmm``): the
     multiplications of a single ``L_K``-bit product, K result matrices. ``u`` (n_u, >= L_K) and
-    ``v`` (n_v, >= L_K) need only their first ``L_K`` columns.
+    ``v`` (n_v, >= L_K) need only their first ``L_K`` columns. Differentiable where an input
+    requires a gradient (block products stacked and summed).
     """
     bits = tuple(bits)
+    if torch.is_grad_enabled() and (u.requires_grad or v.requires_grad):  # differentiable
+        return torch.stack([u[:, s:e] @ v[:, s:e].T for s, e in blocks(bits)]).cumsum(0)
     out = u.new_empty(len(bits), u.shape[0], v.shape[0])
     for k, (s, e) in enumerate(blocks(bits)):
         ub, vt = u[:, s:e], v[:, s:e].T
