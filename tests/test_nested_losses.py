@@ -58,8 +58,11 @@ def _compare(name, losses, h, y, idx, rtol=1e-8, atol=1e-10):
     assert got is not None, f"{name}: no nested gradients"
     terms, dh = got
     want_terms, want_dh = _one_by_one(theirs, h, y, idx)
-    torch.testing.assert_close(terms, want_terms, rtol=rtol, atol=atol)
-    torch.testing.assert_close(dh, want_dh, rtol=rtol, atol=atol)
+    # F.softplus (what the losses call) is linear above 20, so its autograd derivative there is
+    # exactly 1 where the formulas' sigmoid gives 1 - e^-20: differences of ~2e-9 of the
+    # gradient's scale, beside float64 rounding
+    torch.testing.assert_close(terms, want_terms, rtol=rtol, atol=atol + 1e-8 * float(want_terms.abs().max()))
+    torch.testing.assert_close(dh, want_dh, rtol=rtol, atol=atol + 1e-8 * float(want_dh.abs().max()))
     for k, f in enumerate(mine):
         assert (dh[k, :, f.bits:] == 0).all()
         if f.bank is not None:  # the banks hold exactly what the one-by-one losses wrote
