@@ -16,23 +16,25 @@ from .devices import check_device, runtime_key
 from .layer import DEFAULT_BITS
 from .losses import available as available_losses
 from .losses.targets import CENTER_DESIGNS
-from .recipes import recipe
+from .recipes import distill_strength, recipe
+from .regimes import check_regime
 from .validation import check_bit_list, check_choice, check_positive_int
 
 BANK_REFRESH = ("epoch", "start", "none")
 
 VARIANTS = {
-    # name: (weighting, distill) -- the paper's ablation grid (docs/method.md §3-4)
-    "nhl": ("dominance", 1.0),
+    # name: (weighting, distill) -- the paper's ablation grid (docs/method.md §3-4); distill
+    # None is the method's recorded lambda_D in the config's regime (nhl.recipes.DISTILL)
+    "nhl": ("dominance", None),
     "plain": ("uniform", 0.0),
     "weighting": ("dominance", 0.0),
-    "distill": ("uniform", 1.0),
+    "distill": ("uniform", None),
 }
 
 
 #: Fields added to :class:`TrainConfig` after runs were cached, with the default that means
 #: "as before": a config at that default keeps the cache key it had.
-LATER_FIELDS: dict[str, Any] = {"patience": None}
+LATER_FIELDS: dict[str, Any] = {"patience": None, "regime": "scratch", "backbone_lr": 0.1}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class TrainConfig:
     epochs; a number stops training once that many validation checks (every ``eval_every``
     epochs) in a row have not improved the selection score, ``epochs`` being the maximum. The
     same rule serves single-length and nested models.
+    ``regime``: ``"scratch"`` (default), ``"fine-tune"`` or ``"frozen"`` (:mod:`nhl.regimes`,
+    docs/method.md §6): the last two start from a pretrained backbone (nhl's own for the small
+    CNN, ImageNet weights for ``resnet50``); fine-tune trains its trunk at ``backbone_lr``
+    times the learning rate, frozen trains only the neck and the hash layer on cached features.
+    ``distill`` ``None`` (default) is the method's recorded lambda_D in the regime
+    (:data:`nhl.recipes.DISTILL`), resolved when the config is made; :meth:`replace` resolves
+    it again when the method or regime changes.
     """
 
     dataset: str = "fashion-mnist"
@@ -69,7 +78,7 @@ class TrainConfig:
     method: str = "csq"
     bit_list: tuple[int, ...] = DEFAULT_BITS
     weighting: str | tuple[float, ...] = "dominance"
-    distill: float = 1.0
+    distill: float | None = None
     distill_mode: str = "adjacent"
     detach_teacher: bool = True
     beta: float = 1.0
@@ -90,8 +99,21 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     patience: int | None = None
+    regime: str = "scratch"
+    backbone_lr: float = 0.1
 
     def __post_init__(self) -> None:
+        check_regime(self.regime)
+        if not (isinstance(self.backbone_lr, (int, float)) and 0 < self.backbone_lr <= 1):
+            raise ValueError(f"backbone_lr must be a ratio in (0, 1], got {self.backbone_lr!r}")
+        object.__setattr__(self, "_distill_default", self.distill is None)
+        if self.distill is None:
+            method = str(self.method).lower()
+            check_choice(method, available_losses(), "method")
+            object.__setattr__(self, "distill", distill_strength(method, self.regime))
+        if not (isinstance(self.distill, (int, float)) and self.distill >= 0):
+            raise ValueError(f"distill must be a number >= 0 (or None for the recipe's), got {self.distill!r}")
+        object.__setattr__(self, "distill", float(self.distill))
         object.__setattr__(self, "bit_list", check_bit_list(self.bit_list))
         if isinstance(self.weighting, str):
             check_choice(self.weighting, ("dominance", "uniform"), "weighting")
@@ -139,11 +161,17 @@ class TrainConfig:
         if not self.nested:
             return f"single-{self.bit_list[0]}"
         for name, (w, d) in VARIANTS.items():
+            if d is None:
+                d = distill_strength(self.method, self.regime)
             if self.weighting == w and self.distill == d:
                 return f"nested-{name}"
         return "nested-custom"
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``; a recipe lambda_D (``distill`` left at None) follows a new
+        method or regime."""
+        if getattr(self, "_distill_default", False) and "distill" not in changes:
+            changes["distill"] = None
         return dataclasses.replace(self, **changes)
 
     def baseline(self, bits: int) -> TrainConfig:

@@ -371,7 +371,8 @@ def _train_and_store(
     from .devices import resolve_device
 
     device = distributed.local_device(resolve_device(config.device))
-    metrics, q, db = evaluate(result.model, splits, config.bit_list, topk=map_topk(config.dataset), device=device)
+    metrics, q, db = evaluate(result.eval_model, result.eval_splits, config.bit_list,
+                              topk=map_topk(config.dataset), device=device)
     metrics.update(
         best_epoch=result.best_epoch,
         epochs_trained=result.epochs_trained,
@@ -382,7 +383,10 @@ def _train_and_store(
         split_fingerprint=splits.fingerprint,
         version=package_version(),
         code=code_state(),  # the commit that trained it, and whether the code differed from it
+        regime=config.regime,
     )
+    if config.regime != "scratch":
+        metrics["pretrain"] = _pretrain_info(config, splits)
     atomic_torch_save(result.model.state_dict(), path / "model.pt")
     atomic_write(
         path / "codes.npz",
@@ -401,6 +405,15 @@ def _train_and_store(
     done = load(path)
     done.cached = False
     return done
+
+
+def _pretrain_info(config: TrainConfig, splits) -> dict:
+    """Where a pretrained regime's backbone comes from (recorded in the run's metrics)."""
+    if config.backbone != "cnn":
+        return {"source": "ImageNet (torchvision ResNet50_Weights.IMAGENET1K_V2)"}
+    from .regimes import pretrained_backbone
+
+    return pretrained_backbone(splits, progress=False)[1]
 
 
 def list_runs(root: str | Path | None = None) -> pd.DataFrame:

@@ -54,8 +54,20 @@ class SmallCNN(nn.Module):
         # channels-last convolutions are about 1.3x (training) to 1.7x (encoding) faster on CPU
         self.features.to(memory_format=torch.channels_last)
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional part: what the frozen regime computes once (docs/method.md §6)."""
+        return self.features(x.contiguous(memory_format=torch.channels_last))
+
+    @property
+    def neck(self) -> nn.Module:
+        """The fully connected block after the trunk (trained in every regime)."""
+        return self.fc
+
+    def trunk_parameters(self) -> Iterator[nn.Parameter]:
+        return self.features.parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)))
+        return self.fc(self.trunk(x))
 
 
 class ResNet50Features(nn.Module):
@@ -84,10 +96,17 @@ class ResNet50Features(nn.Module):
         self.neck = nn.BatchNorm1d(2048)
         self.out_features = 2048
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """ResNet-50's pooled features (the frozen regime computes them once)."""
         if x.shape[1] == 1:  # grey images: repeat to three channels
             x = x.expand(-1, 3, -1, -1)
-        return self.neck(self.net(x))
+        return self.net(x)
+
+    def trunk_parameters(self) -> Iterator[nn.Parameter]:
+        return self.net.parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.trunk(x))
 
 
 def resnet50_backbone(pretrained: bool = False) -> ResNet50Features:
@@ -96,12 +115,16 @@ def resnet50_backbone(pretrained: bool = False) -> ResNet50Features:
 
 
 class HashModel(nn.Module):
-    """Backbone + nested hash head. ``forward(x)`` returns one real-valued output per length."""
+    """Backbone + nested hash head. ``forward(x)`` returns one real-valued output per length.
 
-    def __init__(self, backbone: nn.Module, bit_list: Sequence[int] = DEFAULT_BITS):
+    ``hash_layer``: an existing layer to share (``bit_list`` is then ignored), as the frozen
+    regime's view over trunk features does (:func:`nhl.regimes.head_view`)."""
+
+    def __init__(self, backbone: nn.Module, bit_list: Sequence[int] = DEFAULT_BITS,
+                 hash_layer: NestedHashLayer | None = None):
         super().__init__()
         self.backbone = backbone
-        self.hash_layer = NestedHashLayer(backbone.out_features, bit_list)
+        self.hash_layer = hash_layer if hash_layer is not None else NestedHashLayer(backbone.out_features, bit_list)
 
     @property
     def bit_list(self) -> tuple[int, ...]:

@@ -91,6 +91,26 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+#: Distillation strength lambda_D per training regime and method: ``(value, source)``.
+#: Scratch: the value every scratch study trained with (the paper's lambda_D = 1; not chosen
+#: again: the scratch studies answer "how fast does each learn" and stay as they were).
+#: Frozen and fine-tune: chosen on the validation split from :data:`DISTILL_CHOICES`
+#: (``python -m nhl study lambda-frozen``; where a regime has no search yet, the reference
+#: code's default 0.1).
+DISTILL_CHOICES = (0.0, 0.01, 0.1, 1.0)
+DISTILL: dict[str, dict[str, tuple[float, str]]] = {
+    "scratch": {m: (1.0, PAPER) for m in RECIPES},
+    "frozen": {m: (0.1, REFERENCE) for m in RECIPES},
+    "fine-tune": {m: (0.1, REFERENCE) for m in RECIPES},
+}
+
+
+def distill_strength(method: str, regime: str = "scratch") -> float:
+    """The recorded lambda_D of ``method`` in ``regime`` (:data:`DISTILL`)."""
+    check_choice(regime, sorted(DISTILL), "regime")
+    return DISTILL[regime][recipe(method).method][0]
+
+
 def recipe(method: str) -> Recipe:
     """The recorded recipe of ``method`` (case-insensitive)."""
     if not isinstance(method, str):
@@ -107,5 +127,10 @@ def table() -> pd.DataFrame:
         rows += [
             {"method": r.method, "parameter": k, "value": v, "source": r.source(k)}
             for k, v in r.hyper
+        ]
+        rows += [
+            {"method": r.method, "parameter": f"lambda_D ({regime})", "value": v, "source": src}
+            for regime, values in DISTILL.items()
+            for v, src in [values[r.method]]
         ]
     return pd.DataFrame(rows)

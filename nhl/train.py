@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, regimes
 from . import losses as losses_mod
 from .config import TrainConfig
 from .data import cached_splits
@@ -52,6 +52,11 @@ class FitResult:
     history: pd.DataFrame
     best_epoch: int
     best_score: float
+    #: What evaluation encodes: the trained model and the splits it reads. The frozen regime
+    #: trains a view over cached trunk features (:func:`nhl.regimes.head_view`), so its
+    #: query and database are encoded from those features; otherwise ``model`` and the images.
+    eval_model: HashModel | None = None
+    eval_splits: object = None
 
     @property
     def train_seconds(self) -> float:
@@ -70,9 +75,11 @@ class FitResult:
 def build(config: TrainConfig, splits) -> tuple[HashModel, NestedObjective]:
     """Model and objective for a config (seeded: the same config gives the same initial weights)."""
     seed_everything(config.seed)
-    model = build_model(
-        config.backbone, config.bit_list, in_channels=splits.image_shape[0], pretrained=config.pretrained
-    )
+    imagenet = config.backbone == "resnet50" and (config.pretrained or config.regime != "scratch")
+    model = build_model(config.backbone, config.bit_list, in_channels=splits.image_shape[0], pretrained=imagenet)
+    if config.regime != "scratch" and config.backbone == "cnn":
+        state, _ = regimes.pretrained_backbone(splits, progress=False)
+        model.backbone.load_state_dict(state)
     per_length = losses_mod.build_nested(
         config.method,
         config.bit_list,
@@ -272,8 +279,16 @@ def fit(
     if splits is None:
         splits = cached_splits(config.dataset, protocol=config.protocol, seed=config.split_seed)
     model, objective = build(config, splits) if prebuilt is None else prebuilt
+    full_model, image_splits = model, splits
+    if config.regime == "frozen":  # train the neck and hash layer on cached trunk features
+        if distributed.is_active():
+            raise ValueError("the frozen regime trains in one process (its head costs seconds); "
+                             "run it without torchrun")
+        splits = regimes.frozen_splits(model.backbone, splits, _feature_key(config, splits), progress=progress)
+        model = regimes.head_view(model)
     model, step_module = _place(config, model, objective, device, dtype, track_gradients)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(_parameter_groups(config, model), lr=config.learning_rate,
+                                 weight_decay=config.weight_decay)
     scaler = grad_scaler(device, config.amp)
     ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     main = distributed.is_main()
@@ -316,7 +331,30 @@ def fit(
         if stop:  # early stopping: the same rule for single-length and nested models
             break
     bar.close()
-    return _finish(config, model, objective, sel)
+    result = _finish(config, model, objective, sel)
+    if config.regime == "frozen":  # the view shares the full model's neck and hash layer
+        result.eval_model, result.eval_splits = model, splits
+        result.model = full_model.eval()
+    else:
+        result.eval_model, result.eval_splits = result.model, image_splits
+    return result
+
+
+def _feature_key(config: TrainConfig, splits) -> str:
+    """Names the frozen trunk's features: the pretrained backbone's key (ImageNet weights for
+    ResNet-50)."""
+    if config.backbone == "cnn":
+        return regimes.pretrain_key(splits, "cnn")
+    return f"resnet50-imagenet-{splits.fingerprint[:16]}"
+
+
+def _parameter_groups(config: TrainConfig, model: HashModel) -> list[dict]:
+    """One group (scratch, frozen), or the trunk at ``backbone_lr`` times the learning rate and
+    the rest at the learning rate (fine-tune, docs/method.md §6)."""
+    if config.regime != "fine-tune":
+        return [{"params": list(model.parameters())}]
+    trunk, head = regimes.split_parameters(model)
+    return [{"params": trunk, "lr": config.learning_rate * config.backbone_lr}, {"params": head}]
 
 
 def _place(config: TrainConfig, model: HashModel, objective: NestedObjective, device: torch.device,

@@ -20,6 +20,19 @@ trains what the run cache lacks and writes ``results/NAME.csv`` with its stamp
 * ``lambda``: distillation alone at lambda_D in :data:`LAMBDAS` for DHN and CSQ on
   ``fashion-mnist-100``, three seeds.
 
+The paper's regime (docs/method.md §6, :mod:`nhl.regimes`): a pretrained backbone, training to
+convergence (early stopping, the same rule for every model: :data:`REGIME_SETTINGS`), lambda_D
+per method (:data:`nhl.recipes.DISTILL`).
+
+* ``lambda-frozen``: full NHL at every lambda_D of :data:`nhl.recipes.DISTILL_CHOICES`, frozen
+  regime, one seed: the validation choice recorded in :mod:`nhl.recipes`.
+* ``frozen``: single-length models, plain nested and full NHL, frozen regime, three seeds; with
+  the classifier-code and truncated-128-bit baselines (:mod:`nhl.studies.baselines`).
+* ``frozen-ablation``: plain / weighting / distillation / both, frozen regime, ten seeds on
+  ``fashion-mnist-100`` and five on the other two sets; with the reference code's variants
+  (threshold norm of the shortest code, independent centres for CSQ).
+* ``fine-tune``: single-length models, plain nested and full NHL, fine-tune regime.
+
 The settings: the grid trains the standard 15 epochs on Fashion-MNIST (:data:`GRID_EPOCHS`, the
 check of the per-method targets) and 5 on the 100-class set; every other study trains 5 epochs on
 every dataset (:data:`STUDY_EPOCHS`), the shortest setting in which every loss is well above
@@ -38,6 +51,7 @@ from ..config import TrainConfig
 from ..losses import available as available_losses
 from ..losses.targets import nested_csq_centers
 from ..recipes import SEARCH
+from .baselines import with_baselines
 from .grid import comparison_configs
 from .tables import center_design_of, centers_table, hparams_table, runs_table
 
@@ -185,6 +199,80 @@ def centers_configs() -> list[TrainConfig]:
     return out
 
 
+# ------------------------------------------------------------------ the paper's regime
+#: Training to convergence, the same rule for single-length and nested models: validation
+#: every ``eval_every`` epochs, stop after ``patience`` checks without improvement, at most
+#: ``epochs`` epochs (docs/method.md §6).
+REGIME_SETTINGS = {
+    "frozen": {"epochs": 40, "eval_every": 2, "patience": 3},
+    "fine-tune": {"epochs": 20, "eval_every": 2, "patience": 2},
+}
+
+
+#: Base losses whose per-length terms compare with a memory bank of the whole training split:
+#: in the frozen regime their step costs about 50 ms on fashion-mnist-100 (10,000 items) against
+#: 1-2 ms for the others, so the budget gives them one dataset and one seed (README.md).
+BANK_LOSSES = ("dhn", "dsh", "dbdh")
+
+
+#: In-batch losses of the frozen studies (every dataset, every seed).
+IN_BATCH = tuple(m for m in available_losses() if m not in BANK_LOSSES)
+
+
+#: The frozen ablation: one centre-based and two in-batch pairwise losses.
+FROZEN_REPRESENTATIVE = ("csq", "dtsh", "lcdsh")
+
+
+#: Seeds of the frozen ablation per dataset.
+ABLATION_SEEDS = {"fashion-mnist": 5, "fashion-mnist-100": 10, "fashion-mnist-multilabel": 5}
+
+
+#: Fine-tune study: CSQ and an in-batch pairwise loss on the 100-class set.
+FINE_TUNE_METHODS = ("csq", "dpn")
+FINE_TUNE_DATASETS = ("fashion-mnist-100",)
+
+
+def regime_config(dataset: str, regime: str, **changes) -> TrainConfig:
+    """The paper's-regime setting (:data:`REGIME_SETTINGS`) for ``dataset``, full NHL by default
+    (lambda_D: the method's recorded value in the regime)."""
+    return TrainConfig(dataset=dataset, regime=regime, **{**REGIME_SETTINGS[regime], **changes})
+
+
+def _with_plain(config: TrainConfig) -> list[TrainConfig]:
+    """Full NHL, its single-length baselines and the plain nested model."""
+    return [*comparison_configs(config), config.variant("plain")]
+
+
+def lambda_frozen_configs() -> list[TrainConfig]:
+    from ..recipes import DISTILL_CHOICES
+
+    return [regime_config(d, "frozen", method=m, distill=lam)
+            for d in DATASETS for m in IN_BATCH for lam in DISTILL_CHOICES]
+
+
+def frozen_configs() -> list[TrainConfig]:
+    runs = [c for d in DATASETS for m in IN_BATCH for s in SEEDS
+            for c in _with_plain(regime_config(d, "frozen", method=m, seed=s))]
+    return runs + [c for m in BANK_LOSSES for c in _with_plain(regime_config("fashion-mnist-100", "frozen", method=m))]
+
+
+def frozen_ablation_configs() -> list[TrainConfig]:
+    runs = [regime_config(d, "frozen", method=m, seed=s).variant(v)
+            for d in DATASETS for m in FROZEN_REPRESENTATIVE for s in range(ABLATION_SEEDS[d]) for v in VARIANTS]
+    reference = [regime_config("fashion-mnist-100", "frozen", method="csq", seed=s, **change)
+                 for s in SEEDS for change in ({"norm": "shortest"}, {"nested_targets": False})]
+    return runs + reference
+
+
+#: Seeds of the fine-tune study per method (a fine-tune run costs about two minutes here).
+FINE_TUNE_SEEDS = {"csq": SEEDS, "dpn": SEEDS[:1]}
+
+
+def fine_tune_configs() -> list[TrainConfig]:
+    return [c for d in FINE_TUNE_DATASETS for m in FINE_TUNE_METHODS for s in FINE_TUNE_SEEDS[m]
+            for c in _with_plain(regime_config(d, "fine-tune", method=m, seed=s))]
+
+
 @dataclass(frozen=True)
 class Study:
     """A named study: the runs it needs and the table made from them."""
@@ -205,5 +293,13 @@ STUDIES: dict[str, Study] = {
         Study("centers", "CSQ centre constructions", centers_configs, centers_table),
         Study("lambda", "distillation strength lambda_D on the 100-class set", lambda_configs),
         Study("bank", "when memory banks are written from the current network", bank_configs),
+        Study("lambda-frozen", "lambda_D per method on the validation split, frozen regime", lambda_frozen_configs,
+              hparams_table),
+        Study("frozen", "single-length vs plain nested vs full NHL, frozen pretrained backbone", frozen_configs,
+              with_baselines),
+        Study("frozen-ablation", "plain / weighting / distillation / both and the reference variants, frozen",
+              frozen_ablation_configs),
+        Study("fine-tune", "single-length vs plain nested vs full NHL, fine-tuned pretrained backbone",
+              fine_tune_configs, with_baselines),
     )
 }

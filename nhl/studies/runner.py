@@ -64,6 +64,10 @@ def run_all(
     data_s = None if data_root is None else str(data_root)
     unique = list(dict.fromkeys(configs))
     todo = [c.to_json() for c in unique if experiments.cached_run(c, root, data_root) is None]
+    if todo:  # pretrained backbones and frozen features, made once before the workers start
+        from ..regimes import prepare
+
+        prepare([TrainConfig.from_dict(json.loads(c)) for c in todo], data_root=data_root, progress=progress)
     if todo and workers == 1:
         import torch
 

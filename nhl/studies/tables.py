@@ -46,6 +46,7 @@ def run_rows(run: experiments.RunResult) -> list[dict]:
         rows.append(
             {
                 "dataset": c.dataset,
+                "regime": c.regime,
                 "method": c.method,
                 "variant": variant_of(c),
                 "seed": c.seed,
@@ -61,7 +62,8 @@ def run_rows(run: experiments.RunResult) -> list[dict]:
                 "epochs trained": int(h["epoch"].max()) + 1,
                 "best epoch": run.metrics["best_epoch"],
                 "lr": c.learning_rate,
-                "lambda_D": c.distill,
+                "lambda_D": c.distill if c.nested else 0.0,
+                "norm": c.norm,
                 "center_design": c.center_design,
                 "nested_targets": c.nested_targets,
                 "bank_refresh": c.bank_refresh,
