@@ -244,10 +244,14 @@ def _with_plain(config: TrainConfig) -> list[TrainConfig]:
 
 
 def lambda_frozen_configs() -> list[TrainConfig]:
+    """Full NHL at every lambda_D of the search, seed 0: the in-batch losses on the three
+    datasets, the memory-bank losses on Fashion-MNIST only (their cheapest set: 5,000 items)."""
     from ..recipes import DISTILL_CHOICES
 
-    return [regime_config(d, "frozen", method=m, distill=lam)
-            for d in DATASETS for m in IN_BATCH for lam in DISTILL_CHOICES]
+    in_batch = [regime_config(d, "frozen", method=m, distill=lam)
+                for d in DATASETS for m in IN_BATCH for lam in DISTILL_CHOICES]
+    return in_batch + [regime_config("fashion-mnist", "frozen", method=m, distill=lam)
+                       for m in BANK_LOSSES for lam in DISTILL_CHOICES]
 
 
 def frozen_configs() -> list[TrainConfig]:

@@ -308,3 +308,19 @@ def gain_vs_noise(grid: pd.DataFrame, seeds: pd.DataFrame, value: str = "mAP") -
 
     out["exceeds noise"] = out.apply(verdict, axis=1)
     return out
+
+
+def lambda_choice(table: pd.DataFrame) -> pd.DataFrame:
+    """The validation choice of lambda_D per method from a ``lambda-frozen``-style table (one
+    full-NHL run per dataset, method and lambda_D, with its ``val score``): the lambda_D with the
+    highest validation score averaged over the datasets searched; a tie (to 4 decimals, the
+    noise is larger) goes to the smaller lambda_D. Never the query set."""
+    runs = table.groupby(["method", "dataset", "lambda_D"])["val score"].first()
+    mean = runs.groupby(["method", "lambda_D"]).mean().round(4).unstack("lambda_D")
+    best = mean.max(axis=1)
+    chosen = mean.eq(best, axis=0).idxmax(axis=1)  # columns are sorted: the first is the smallest
+    out = mean.copy()
+    out.columns = [f"val {c:g}" for c in out.columns]
+    out["chosen"] = chosen
+    out["datasets"] = runs.groupby("method").apply(lambda g: g.index.get_level_values("dataset").nunique())
+    return out
