@@ -261,7 +261,17 @@ def frozen_configs() -> list[TrainConfig]:
 
 
 def frozen_ablation_configs() -> list[TrainConfig]:
-    runs = [regime_config(d, "frozen", method=m, seed=s).variant(v)
+    """The four variants at the method's recorded lambda_D; where that is 0 (distillation chosen
+    off), the distillation variants use the reference code's 0.1, so that they differ from
+    plain and weighting-only. Plus CSQ with the reference code's variants."""
+    from ..recipes import distill_strength
+
+    def ablation(d: str, m: str, s: int, v: str) -> TrainConfig:
+        c = regime_config(d, "frozen", method=m, seed=s).variant(v)
+        return c.replace(distill=0.1) if c.distill == 0 and v in ("distill", "nhl") \
+            and distill_strength(m, "frozen") == 0 else c
+
+    runs = [ablation(d, m, s, v)
             for d in DATASETS for m in FROZEN_REPRESENTATIVE for s in range(ABLATION_SEEDS[d]) for v in VARIANTS]
     reference = [regime_config("fashion-mnist-100", "frozen", method="csq", seed=s, **change)
                  for s in SEEDS for change in ({"norm": "shortest"}, {"nested_targets": False})]

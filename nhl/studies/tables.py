@@ -30,9 +30,27 @@ def center_design_of(config: TrainConfig, n_classes: int) -> str:
 
 # ------------------------------------------------------------------------------ run -> rows
 def variant_of(config: TrainConfig) -> str:
-    """``single`` for a single-length run, else the ablation variant (``nhl``, ``plain``, ...)."""
-    kind = config.kind
-    return "single" if kind.startswith("single") else kind.removeprefix("nested-")
+    """``single`` for a single-length run, else the ablation variant by what acts: the dominance
+    weighting or not, distillation (any lambda_D > 0) or not: ``plain``, ``weighting``,
+    ``distill``, ``nhl`` (the ``lambda_D`` column says how strong); ``custom`` for fixed
+    per-length weights."""
+    if not config.nested:
+        return "single"
+    if not isinstance(config.weighting, str):
+        return "custom"
+    dominance, distills = config.weighting == "dominance", config.distill > 0
+    return {(False, False): "plain", (True, False): "weighting", (False, True): "distill",
+            (True, True): "nhl"}[(dominance, distills)]
+
+
+def full_nhl(config: TrainConfig) -> bool:
+    """Whether a run is full NHL as recorded: nested, the dominance weighting and the method's
+    lambda_D in its regime (:data:`nhl.recipes.DISTILL`, which is 0 where the validation chose
+    no distillation: such a run's variant is then ``weighting``)."""
+    from ..recipes import distill_strength
+
+    return bool(config.nested and config.weighting == "dominance"
+                and config.distill == distill_strength(config.method, config.regime))
 
 
 def run_rows(run: experiments.RunResult) -> list[dict]:
@@ -63,6 +81,7 @@ def run_rows(run: experiments.RunResult) -> list[dict]:
                 "best epoch": run.metrics["best_epoch"],
                 "lr": c.learning_rate,
                 "lambda_D": c.distill if c.nested else 0.0,
+                "full NHL": full_nhl(c),
                 "norm": c.norm,
                 "center_design": c.center_design,
                 "nested_targets": c.nested_targets,
