@@ -56,6 +56,14 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", default="cnn", choices=("cnn", "resnet50"))
+    p.add_argument("--regime", default="scratch", choices=("scratch", "fine-tune", "frozen"),
+                   help="scratch (default), fine-tune or frozen: the last two start from a pretrained "
+                   "backbone (nhl's own for the small CNN; docs/method.md section 6)")
+    p.add_argument("--backbone-lr", type=float, default=0.1,
+                   help="fine-tune: the trunk's learning rate as a share of --lr (default 0.1)")
+    p.add_argument("--distill", type=float, default=None,
+                   help="lambda_D (default: the method's recorded value in the regime, nhl.recipes)")
+    p.add_argument("--eval-every", type=_positive, default=1, help="validation every N epochs (default 1)")
     p.add_argument("--quick", action="store_true", help="tiny split and 2 epochs (also NHL_QUICK=1)")
     p.add_argument("--runs", default=None, help="run cache folder (default: runs/ or $NHL_RUNS)")
     p.add_argument("--data", default=None, help="dataset folder (default: data/ or $NHL_DATA)")
@@ -70,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     quick = args.quick or quick_mode()
     epochs = args.epochs or (QUICK_EPOCHS if quick else TrainConfig.epochs)
     protocol = args.protocol or ("quick" if quick else None)
-    return TrainConfig(
+    config = TrainConfig(
         dataset=args.dataset,
         protocol=protocol,
         method=args.method,
@@ -78,12 +86,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         epochs=epochs,
         batch_size=args.batch_size,
         patience=args.patience,
+        eval_every=args.eval_every,
+        regime=args.regime,
+        backbone_lr=args.backbone_lr,
         lr=args.lr,
         seed=args.seed,
         backbone=args.backbone,
         device=args.device,
         amp=args.amp,
     ).variant(args.variant)
+    if args.distill is None:
+        return config
+    if args.variant not in ("nhl", "distill"):
+        raise SystemExit(f"--distill sets lambda_D of the distilling variants (nhl, distill), not of {args.variant!r}")
+    return config.replace(distill=args.distill)
 
 
 def parser() -> argparse.ArgumentParser:

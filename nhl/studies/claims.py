@@ -1,0 +1,253 @@
+"""The paper's claims checked on the committed study tables, per regime and dataset
+(docs/method.md §9; README.md "The paper's claims, measured here").
+
+Claims: (1) nested NHL beats single-length models by +3.4 % mAP on average; (2) the ablation
+order (full NHL >= each half >= plain); (3) training all lengths at once is 5-8x faster than
+training them one by one; (4) plug-and-play: it helps every base loss. Every number is a paired
+difference over seeds (same seed = same initial weights, targets and batch order) with its
+95 % interval, in each dataset's own metric (mAP@1000 on ``fashion-mnist-100``, mAP@5000 on the
+multi-label set, mAP@ALL on Fashion-MNIST); relative gains are given beside absolute ones.
+``python -m nhl.studies.claims`` prints the verdict table from ``results/``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import results
+from .comparisons import metric_columns, paired_by_metric, relative_gain
+from .report import ablation_order, lambda_choice
+
+
+def as_recorded(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with full NHL as recorded (the method's lambda_D in its regime, column
+    ``full NHL``) labelled ``nhl``, whatever acts in it (with lambda_D = 0 it is ``weighting``).
+    Tables without that column (scratch, lambda_D = 1 throughout) come back unchanged."""
+    if "full NHL" not in table:
+        return table
+    out = table.copy()
+    out.loc[out["full NHL"].fillna(False).astype(bool), "variant"] = "nhl"
+    return out
+
+
+def _own_metric(table: pd.DataFrame, dataset: str) -> tuple[str, str]:
+    m = metric_columns(table[table["dataset"] == dataset], all_too=False).iloc[0]
+    return m["column"], m["metric"]
+
+
+def gains(table: pd.DataFrame, treatment: str = "nhl", reference: str = "single") -> pd.DataFrame:
+    """Per dataset (own metric) and method pooled: the mean over lengths and methods of
+    ``treatment - reference`` (absolute, with 95 % CI over seeds) and the relative gain in % (the
+    paper's average; CI over seeds), and the same at 8 bits (where relative gains explode)."""
+    table = as_recorded(table)
+    rows = []
+    for dataset in table["dataset"].unique():
+        sub = table[table["dataset"] == dataset]
+        if not {treatment, reference} <= set(sub["variant"]):
+            continue
+        col, metric = _own_metric(table, dataset)
+        p = paired_by_metric(sub.assign(all="all"), treatment, reference, by=("all",), all_too=False)
+        mean = p[p["bits"] == "mean"].iloc[0]
+        short = p[p["bits"] == min(sub["bits"])].iloc[0]
+        rel = relative_gain(sub, treatment, reference, by=("dataset",), value=col).iloc[0]
+        ref = sub[sub["variant"] == reference][col].mean()
+        rows.append({"dataset": dataset, "metric": metric, "methods": sub["method"].nunique(),
+                     "seeds": int(mean["n"]), f"{reference} mAP": ref, "gain": mean["diff"],
+                     "gain ci95": mean["ci95"], "gain %": rel["gain %"], "gain % ci95": rel["ci95"],
+                     "gain at 8 bits": short["diff"], "sign": mean["sign"]})
+    return pd.DataFrame(rows)
+
+
+def per_method(table: pd.DataFrame, treatment: str = "nhl", reference: str = "single") -> pd.DataFrame:
+    """Per dataset and method: ``treatment - reference`` averaged over lengths (own metric),
+    its 95 % CI and sign: the plug-and-play claim, loss by loss."""
+    table = as_recorded(table)
+    p = paired_by_metric(table, treatment, reference, by=("method",), all_too=False)
+    return p[p["bits"] == "mean"].drop(columns=["bits", "convention"]).reset_index(drop=True)
+
+
+def _runs(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained run of a study table (a nested run has one row per length)."""
+    runs = table[table["variant"].isin(["single", "plain", "weighting", "distill", "nhl"])].copy()
+    runs["run"] = np.where(runs["variant"] == "single", runs["bits"].astype(str), "nested")
+    keys = [k for k in ("dataset", "method", "variant", "seed", "lambda_D", "norm", "nested_targets", "run")
+            if k in runs]
+    return runs.drop_duplicates(keys)
+
+
+def speedup(table: pd.DataFrame) -> pd.DataFrame:
+    """Training seconds of the K single-length models together over the full NHL model's, per
+    dataset and method (median over seeds), both trained to convergence under the same rule."""
+    runs = _runs(as_recorded(table))
+    singles = runs[runs["variant"] == "single"].groupby(["dataset", "method", "seed"])["train s"].sum()
+    nested = runs[runs["variant"] == "nhl"].groupby(["dataset", "method", "seed"])["train s"].first()
+    ratio = (singles / nested).dropna().rename("speed-up").reset_index()
+    return ratio.groupby(["dataset", "method"])["speed-up"].median().reset_index()
+
+
+def convergence(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: runs, the share whose selected epoch is before the last epoch trained and the
+    share stopped before the maximum (the paper's-regime target: >= 90 % selected before the last)."""
+    runs = _runs(table)
+    before = runs["best epoch"] + 1 < runs["epochs trained"]
+    stopped = runs["epochs trained"] < runs["epochs"]
+    out = pd.DataFrame({"dataset": runs["dataset"], "before": before, "stopped": stopped})
+    return out.groupby("dataset").agg(runs=("before", "size"), **{
+        "selected before the last epoch": ("before", "mean"), "stopped before the maximum": ("stopped", "mean")
+    }).reset_index()
+
+
+def _cell(g: pd.Series) -> str:
+    return (f"{g['gain']:+.3f} ± {g['gain ci95']:.3f} mAP ({g['gain %']:+.1f} % ± {g['gain % ci95']:.1f}; "
+            f"{g['metric']}, {g['methods']} losses × {g['seeds']} seeds)")
+
+
+def _held(sign: str) -> str:
+    return {"+": "held", "-": "not held (reversed)", "0": "not held (within noise)"}[sign]
+
+
+def verdicts(frozen: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None,
+             fine_tune: pd.DataFrame | None = None, scratch: pd.DataFrame | None = None,
+             scratch_ablation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim, regime and dataset: what was measured and the verdict."""
+    rows = []
+    for regime, table in (("scratch (5 epochs)", scratch), ("frozen", frozen), ("fine-tune", fine_tune)):
+        if table is None:
+            continue
+        for _, g in gains(table).iterrows():
+            rows.append({"claim": "+3.4 % mAP over single-length models", "regime": regime, "dataset": g["dataset"],
+                         "measured": _cell(g), "verdict": _held(g["sign"])})
+        for _, g in gains(table, "plain", "single").iterrows():
+            rows.append({"claim": "(nesting alone: plain nested vs single-length)", "regime": regime,
+                         "dataset": g["dataset"], "measured": _cell(g), "verdict": _held(g["sign"])})
+        pm = per_method(table)
+        for dataset, g in pm.groupby("dataset", sort=False):
+            counts = g["sign"].value_counts()
+            rows.append({"claim": "plug-and-play: helps every base loss", "regime": regime, "dataset": dataset,
+                         "measured": f"better {counts.get('+', 0)}, within noise {counts.get('0', 0)}, "
+                                     f"worse {counts.get('-', 0)} of {len(g)} losses",
+                         "verdict": "held" if counts.get("+", 0) == len(g) else
+                         ("held only for " + ", ".join(g.loc[g["sign"] == "+", "method"])
+                          if counts.get("+", 0) else "not held")})
+        if "train s" in table and regime != "scratch (5 epochs)":
+            sp = speedup(table)
+            for dataset, g in sp.groupby("dataset", sort=False):
+                lo, hi = g["speed-up"].min(), g["speed-up"].max()
+                rows.append({"claim": "5-8x faster training (all lengths at once)", "regime": regime,
+                             "dataset": dataset, "measured": f"{lo:.1f}x-{hi:.1f}x over {len(g)} losses "
+                             "(K single models' seconds / full NHL's, each to convergence)",
+                             "verdict": "held" if lo >= 5 else ("held only for " + ", ".join(
+                                 g.loc[g["speed-up"] >= 5, "method"]) if (g["speed-up"] >= 5).any() else "not held")})
+    for regime, table in (("scratch (5 epochs)", scratch_ablation), ("frozen", ablation)):
+        if table is None:
+            continue
+        order = ablation_order(as_recorded_ablation(table), value="mAP")
+        for (dataset, method), g in order.groupby(level=["dataset", "method"], sort=False):
+            v = g["verdict"]
+            held = (v == "holds").sum()
+            failed = v.str.startswith("fails").sum()
+            rows.append({"claim": "ablation order (full >= each half >= plain)", "regime": regime,
+                         "dataset": dataset, "method": method,
+                         "measured": f"{held} of {len(v)} steps hold, {failed} fail "
+                                     f"({int(g['seeds'].iloc[0])} seeds, mAP@ALL)",
+                         "verdict": "held" if held == len(v) else (f"not held ({failed} reversed)" if failed
+                                                                     else "not shown (within noise)")})
+    return pd.DataFrame(rows)
+
+
+def as_recorded_ablation(table: pd.DataFrame) -> pd.DataFrame:
+    """An ablation table's four variants (the reference-code variants left out)."""
+    keep = table
+    if "norm" in keep:
+        keep = keep[keep["norm"].fillna("own") == "own"]
+    if "nested_targets" in keep:
+        keep = keep[keep["nested_targets"].astype(str) != "False"]
+    return keep
+
+
+def per_length(table: pd.DataFrame, treatment: str = "nhl", reference: str = "single") -> pd.DataFrame:
+    """``treatment - reference`` per dataset and length (and their mean), in each dataset's own
+    metric and in mAP@ALL: mean over methods and seeds with its 95 % CI over seeds, and the
+    relative gain in % (mean of per-cell ratios)."""
+    table = as_recorded(table)
+    p = paired_by_metric(table.assign(all="all"), treatment, reference, by=("all",), all_too=True)
+    rel = []
+    for _, m in metric_columns(table).iterrows():
+        sub = table[table["dataset"] == m["dataset"]]
+        r = relative_gain(sub.assign(length=sub["bits"]), treatment, reference, by=("dataset", "length"),
+                          value=m["column"])
+        rel += [{"dataset": m["dataset"], "metric": m["metric"], "bits": b, "gain %": g}
+                for b, g in zip(r["length"], r["gain %"])]
+    out = p.merge(pd.DataFrame(rel), on=["dataset", "metric", "bits"], how="left")
+    return out[["dataset", "metric", "bits", "diff", "ci95", "gain %", "n"]]
+
+
+def baselines(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean mAP per dataset and length (own metric) of full NHL, plain nested, single-length,
+    the truncated single 128-bit model and the classifier's codes, over methods and seeds."""
+    table = as_recorded(table)
+    rows = []
+    for dataset, sub in table.groupby("dataset", sort=False):
+        col, metric = _own_metric(table, dataset)
+        means = sub.groupby(["variant", "bits"])[col].mean().unstack("bits")
+        for variant in ("nhl", "plain", "single", "truncated", "classifier"):
+            if variant in means.index:
+                rows.append({"dataset": dataset, "metric": metric, "model": variant,
+                             **{int(b): means.loc[variant, b] for b in means.columns}})
+    return pd.DataFrame(rows)
+
+
+def lambda_effect(search: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the recorded frozen lambda_D and the mean validation mAP at it and at
+    lambda_D = 1 (the paper's value), from the ``lambda-frozen`` search."""
+    from ..recipes import DISTILL
+
+    choice = lambda_choice(search)
+    out = pd.DataFrame({"lambda_D (frozen)": [DISTILL["frozen"][m][0] for m in choice.index],
+                        "source": [DISTILL["frozen"][m][1] for m in choice.index],
+                        "val mAP at it": [choice.loc[m, f"val {DISTILL['frozen'][m][0]:g}"] for m in choice.index],
+                        "val mAP at 1": choice["val 1"].to_numpy(),
+                        "datasets searched": choice["datasets"].to_numpy()}, index=choice.index)
+    return out.reset_index()
+
+
+def _md(table: pd.DataFrame, digits: int = 3) -> str:
+    return table.to_markdown(index=False, floatfmt=f".{digits}f")
+
+
+def markdown() -> str:
+    """README's "The paper's claims, measured here" from the committed tables."""
+    def get(name: str) -> pd.DataFrame | None:
+        try:
+            return results.load(name)
+        except FileNotFoundError:
+            return None
+
+    frozen, ablation, fine = get("frozen"), get("frozen-ablation"), get("fine-tune")
+    parts = ["#### Verdicts", _md(verdicts(frozen, ablation, fine, get("seeds"), get("ablation")).fillna(""))]
+    for name, table in (("frozen", frozen), ("fine-tune", fine)):
+        if table is None:
+            continue
+        parts += [f"#### {name}: full NHL minus single-length, per length (mean over losses; 95 % CI over seeds)",
+                  _md(per_length(table)),
+                  f"#### {name}: plain nested minus single-length, per length",
+                  _md(per_length(table, "plain")),
+                  f"#### {name}: mean mAP per length with the baselines (own metric)",
+                  _md(baselines(table)),
+                  f"#### {name}: convergence (selected epoch before the last; stopped early)",
+                  _md(convergence(table), 2)]
+    if ablation is not None:
+        parts += ["#### frozen ablation: convergence", _md(convergence(ablation), 2)]
+    search = get("lambda-frozen")
+    if search is not None:
+        parts += ["#### lambda_D per method (frozen regime, validation)", _md(lambda_effect(search), 4)]
+    return "\n\n".join(parts) + "\n"
+
+
+def main() -> None:
+    print(markdown())
+
+
+if __name__ == "__main__":
+    main()
