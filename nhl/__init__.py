@@ -7,8 +7,8 @@ The method (docs/method.md §1-5), imported with ``nhl``:
   cascade self-distillation (§4); :class:`NestedObjective`, all of it in one backward pass (§5).
 
 Training and evaluation, loaded on first use (``nhl.train``, ``nhl.metrics``...):
-:mod:`nhl.config`, :mod:`nhl.recipes`, :mod:`nhl.models`, :mod:`nhl.train`,
-:mod:`nhl.experiments` (§6); :mod:`nhl.metrics`, :mod:`nhl.retrieval`, :mod:`nhl.storage` (§7);
+:mod:`nhl.config`, :mod:`nhl.recipes`, :mod:`nhl.models`, :mod:`nhl.regimes` (scratch,
+fine-tune, frozen; the pretrained backbone), :mod:`nhl.train`, :mod:`nhl.experiments` (§6); :mod:`nhl.metrics`, :mod:`nhl.retrieval`, :mod:`nhl.storage` (§7);
 :mod:`nhl.data` (§8); :mod:`nhl.devices`, :mod:`nhl.distributed`; :mod:`nhl.diagnostics`
 (per-length gradients and their conflicts).
 
@@ -36,6 +36,7 @@ _LAZY = {
     "experiments": ("nhl.experiments", None),
     "diagnostics": ("nhl.diagnostics", None),
     "recipes": ("nhl.recipes", None),
+    "regimes": ("nhl.regimes", None),
     "devices": ("nhl.devices", None),
     "distributed": ("nhl.distributed", None),
     "load_splits": ("nhl.data", "load_splits"),

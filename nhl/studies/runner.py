@@ -151,6 +151,7 @@ def run_study(
             "epochs": {d: sorted({c.epochs for c in configs[n] if c.dataset == d}) for d in DATASETS},
             "code": code,
             "runs trained by commit": _trained_by(these),
+            "pretrained backbones": _pretrained(these),
             "configs": [c.to_json() for c in configs[n]],  # one compact line each
         }
         if datasets is not None:
@@ -162,6 +163,12 @@ def run_study(
 
 class DirtyCodeError(RuntimeError):
     """A study was asked for while the package's code differs from its git commit."""
+
+
+def _pretrained(runs: Sequence[experiments.RunResult]) -> list[dict]:
+    """Where the backbones of the pretrained-regime runs come from (one entry per backbone)."""
+    seen = {json.dumps(r.metrics["pretrain"], sort_keys=True) for r in runs if r.metrics.get("pretrain")}
+    return [json.loads(s) for s in sorted(seen)]
 
 
 def _trained_by(runs: Sequence[experiments.RunResult]) -> dict[str, int]:
