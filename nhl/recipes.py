@@ -103,10 +103,10 @@ RECIPES: dict[str, Recipe] = {
 DISTILL_CHOICES = (0.0, 0.01, 0.1, 1.0)
 DISTILL_SEARCH = {"regime": "frozen", "results": "results/lambda-frozen.csv", "choices": DISTILL_CHOICES,
                   "selection": "mean validation mAP@ALL over lengths and datasets, ties to the smaller"}
-_FROZEN_CHOICE = {"csq": 0.0, "dch": 0.0, "dpn": 1.0, "dtsh": 0.1, "lcdsh": 0.1}
+_FROZEN_CHOICE = {"csq": 0.0, "dbdh": 1.0, "dch": 0.0, "dhn": 0.01, "dpn": 1.0, "dsh": 0.1, "dtsh": 0.1, "lcdsh": 0.1}
 DISTILL: dict[str, dict[str, tuple[float, str]]] = {
     "scratch": {m: (1.0, PAPER) for m in RECIPES},
-    "frozen": {m: (_FROZEN_CHOICE[m], SEARCHED) if m in _FROZEN_CHOICE else (0.1, REFERENCE) for m in RECIPES},
+    "frozen": {m: (_FROZEN_CHOICE[m], SEARCHED) for m in RECIPES},
     "fine-tune": {m: (0.1, REFERENCE) for m in RECIPES},
 }
 
