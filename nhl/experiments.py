@@ -30,6 +30,19 @@ from .models import HashModel, build_model, encode_dataset
 from .utils import atomic_torch_save, atomic_write, atomic_write_text, code_state, runs_dir
 
 FILES = ("config.json", "model.pt", "codes.npz", "history.csv", "metrics.json")
+_LOADED_CODE: dict | None = None
+
+
+def loaded_code() -> dict:
+    """:func:`nhl.utils.code_state` as it was when this process first asked, i.e. (in a study
+    worker, which asks when it loads) the code the process runs: a commit made while a long study
+    is training does not relabel the runs of code loaded before it."""
+    global _LOADED_CODE
+    if _LOADED_CODE is None:
+        _LOADED_CODE = code_state()
+    return _LOADED_CODE
+
+
 def get_splits(config: TrainConfig, root: str | Path | None = None):
     """The data split of a config, loaded once per process and then reused
     (:func:`nhl.data.cached_splits`)."""
@@ -382,7 +395,7 @@ def _train_and_store(
         in_channels=splits.image_shape[0],
         split_fingerprint=splits.fingerprint,
         version=package_version(),
-        code=code_state(),  # the commit that trained it, and whether the code differed from it
+        code=loaded_code(),  # the commit that trained it, and whether the code differed from it
         regime=config.regime,
     )
     if config.regime != "scratch":

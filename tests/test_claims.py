@@ -67,3 +67,15 @@ def test_recorded_frozen_lambda_is_the_validation_choice():
     for method, value in searched.items():
         assert np.isclose(chosen[method], value), method
     assert set(chosen.index) == set(searched)
+
+
+def test_readme_section_is_what_the_tables_give():
+    """README's generated part of "The paper's claims, measured here" is claims.markdown() of the
+    committed tables: the two never disagree."""
+    from nhl.utils import project_root
+
+    text = (project_root() / "README.md").read_text()
+    start, end = "<!-- claims:start -->\n", "<!-- claims:end -->"
+    assert start in text and end in text
+    section = text[text.index(start) + len(start): text.index(end)]
+    assert section.strip() == claims.markdown().strip()

@@ -33,6 +33,7 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    experiments.loaded_code()  # pin the code this worker loaded (each run records it)
 
 
 def _run_one(config_json: str, root: str | None, data_root: str | None) -> str:
@@ -122,6 +123,7 @@ def run_study(
         if empty:
             raise ValueError(f"studies {empty} have no runs on the datasets {datasets}")
     code = code_state(diff=True)
+    experiments.loaded_code()  # the in-process worker's runs record the code loaded now
     if code.get("dirty") and not allow_dirty:
         raise DirtyCodeError(
             f"the package's code differs from commit {code['commit'][:12]} ({', '.join(code['dirty'][:5])}"
