@@ -229,7 +229,7 @@ def _merge_part(name: str, table: pd.DataFrame, new: dict, datasets: Sequence[st
 
 
 #: Columns that tell a table's rows apart besides the length (from the configs of its runs).
-_ROW_KEYS = ("dataset", "method", "variant", "seed", "epochs", "lr", "lambda_D", "center_design",
+_ROW_KEYS = ("dataset", "regime", "method", "variant", "seed", "epochs", "lr", "lambda_D", "norm", "center_design",
              "nested_targets", "bank_refresh", "bits")
 
 
@@ -267,7 +267,7 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="nhl-verify-") as tmp:
         runs = run_all(configs, workers=workers, threads=threads, root=tmp, data_root=data_root,
                        progress=progress)
-        fresh = (STUDIES[name].table if name in STUDIES else tables_mod.runs_table)(runs)
+        fresh = tables_mod.runs_table(runs)  # the runs' own rows (baseline rows are not runs)
     keys = [k for k in _ROW_KEYS if k in table.columns and k in fresh.columns]
     both = fresh[keys + ["mAP"]].merge(table[keys + ["mAP"]], on=keys, how="left",
                                        suffixes=(" now", " committed"))
