@@ -292,6 +292,15 @@ FINE_TUNE_SEEDS = {("fashion-mnist-100", "csq"): SEEDS, ("fashion-mnist-100", "d
                    ("fashion-mnist-multilabel", "csq"): SEEDS[:1]}
 
 
+def lambda_fine_tune_configs() -> list[TrainConfig]:
+    """Full NHL at every lambda_D of the search, fine-tune regime, seed 0, for the fine-tune
+    study's losses on fashion-mnist-100."""
+    from ..recipes import DISTILL_CHOICES
+
+    return [regime_config("fashion-mnist-100", "fine-tune", method=m, distill=lam)
+            for m in FINE_TUNE_METHODS for lam in DISTILL_CHOICES]
+
+
 def fine_tune_configs() -> list[TrainConfig]:
     return [c for d in FINE_TUNE_DATASETS for m in FINE_TUNE_METHODS for s in FINE_TUNE_SEEDS.get((d, m), ())
             for c in _with_plain(regime_config(d, "fine-tune", method=m, seed=s))]
@@ -323,6 +332,8 @@ STUDIES: dict[str, Study] = {
               with_baselines),
         Study("frozen-ablation", "plain / weighting / distillation / both and the reference variants, frozen",
               frozen_ablation_configs),
+        Study("lambda-fine-tune", "lambda_D on the validation split, fine-tune regime", lambda_fine_tune_configs,
+              hparams_table),
         Study("fine-tune", "single-length vs plain nested vs full NHL, fine-tuned pretrained backbone",
               fine_tune_configs, with_baselines),
     )
