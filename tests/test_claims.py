@@ -59,11 +59,12 @@ def test_verdicts_read_the_committed_tables():
     assert table["verdict"].notna().all()
 
 
-def test_recorded_frozen_lambda_is_the_validation_choice():
-    """nhl.recipes.DISTILL["frozen"] holds what lambda_choice reads from the committed search."""
-    chosen = lambda_choice(results.load("lambda-frozen"))["chosen"]
-    searched = {m: v for m, (v, src) in DISTILL["frozen"].items() if src == SEARCHED}
-    assert searched, "no frozen lambda_D is recorded as a validation choice"
+@pytest.mark.parametrize("regime", ["frozen", "fine-tune"])
+def test_recorded_lambda_is_the_validation_choice(regime):
+    """nhl.recipes.DISTILL[regime] holds what lambda_choice reads from the committed search."""
+    chosen = lambda_choice(results.load(f"lambda-{regime}"))["chosen"]
+    searched = {m: v for m, (v, src) in DISTILL[regime].items() if src == SEARCHED}
+    assert searched, f"no {regime} lambda_D is recorded as a validation choice"
     for method, value in searched.items():
         assert np.isclose(chosen[method], value), method
     assert set(chosen.index) == set(searched)
