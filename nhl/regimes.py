@@ -120,6 +120,9 @@ def pretrain_key(splits, backbone: str = "cnn") -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+_PRETRAINED: dict[tuple[Path, str], tuple[dict, dict]] = {}
+
+
 def pretrained_backbone(splits, backbone: str = "cnn", root: str | Path | None = None,
                         data_root: str | Path | None = None, progress: bool = True) -> tuple[dict, dict]:
     """The small CNN pretrained by cross-entropy on the split's source pool: ``(state_dict,
@@ -131,9 +134,13 @@ def pretrained_backbone(splits, backbone: str = "cnn", root: str | Path | None =
     key = pretrain_key(splits, backbone)
     folder = (Path(root) if root is not None else runs_dir()) / "pretrained" / splits.name
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
+    if (weights, key) in _PRETRAINED:  # read once per process: every run of a study asks twice
+        return _PRETRAINED[(weights, key)]
     if weights.exists() and meta.exists():
         try:
-            return torch.load(weights, map_location="cpu", weights_only=True), json.loads(meta.read_text())
+            _PRETRAINED[(weights, key)] = (torch.load(weights, map_location="cpu", weights_only=True),
+                                           json.loads(meta.read_text()))
+            return _PRETRAINED[(weights, key)]
         except Exception as err:  # damaged cache: train again
             import warnings
 
@@ -147,6 +154,7 @@ def pretrained_backbone(splits, backbone: str = "cnn", root: str | Path | None =
     folder.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(state, weights)
     atomic_write_text(meta, json.dumps(info, indent=2, sort_keys=True))
+    _PRETRAINED[(weights, key)] = (state, info)
     return state, info
 
 
@@ -261,6 +269,17 @@ def frozen_splits(backbone: nn.Module, splits, key: str, root: str | Path | None
     return dataclasses.replace(splits, **sets)
 
 
+def pretrained_frozen_splits(splits, data_root: str | Path | None = None, progress: bool = True):
+    """:func:`frozen_splits` under the split's pretrained small CNN (:func:`pretrained_backbone`),
+    and that backbone (its neck is the pretrained one)."""
+    from .models import SmallCNN
+
+    state, _ = pretrained_backbone(splits, data_root=data_root, progress=progress)
+    backbone = SmallCNN(in_channels=splits.image_shape[0])
+    backbone.load_state_dict(state)
+    return frozen_splits(backbone, splits, pretrain_key(splits), progress=progress), backbone
+
+
 class _Neck(nn.Module):
     """The trainable part of a backbone in the frozen regime: its neck, fed trunk features."""
 
@@ -292,7 +311,6 @@ def prepare(configs, data_root: str | Path | None = None, progress: bool = True)
     """Pretrain the backbones and compute the frozen features that ``configs`` need, once, in
     this process (before worker processes start, so they do not each make them)."""
     from .data import cached_splits
-    from .models import SmallCNN
 
     needed: dict[tuple, bool] = {}
     for c in configs:
@@ -301,8 +319,7 @@ def prepare(configs, data_root: str | Path | None = None, progress: bool = True)
             needed[key] = needed.get(key, False) or c.regime == "frozen"
     for (dataset, protocol, split_seed), frozen in needed.items():
         splits = cached_splits(dataset, root=data_root, protocol=protocol, seed=split_seed)
-        state, _ = pretrained_backbone(splits, data_root=data_root, progress=progress)
         if frozen:
-            backbone = SmallCNN(in_channels=splits.image_shape[0])
-            backbone.load_state_dict(state)
-            frozen_splits(backbone, splits, pretrain_key(splits), progress=progress)
+            pretrained_frozen_splits(splits, data_root, progress)
+        else:
+            pretrained_backbone(splits, data_root=data_root, progress=progress)

@@ -26,7 +26,6 @@ from ..data import map_topk
 from ..layer import DEFAULT_BITS
 from ..losses.targets import nested_csq_centers
 from ..metrics import map_per_length, map_table
-from ..models import SmallCNN
 from ..utils import seed_everything
 from .tables import runs_table
 
@@ -88,10 +87,7 @@ def classifier_rows(dataset: str, seed: int = 0, split_seed: int = 0, epochs: in
     like a run (query against database, every default length). Seeded: the same call gives the
     same rows."""
     splits = experiments.get_splits(TrainConfig(dataset=dataset, split_seed=split_seed))
-    state, _ = regimes.pretrained_backbone(splits, progress=False)
-    backbone = SmallCNN(in_channels=splits.image_shape[0])
-    backbone.load_state_dict(state)
-    fs = regimes.frozen_splits(backbone, splits, regimes.pretrain_key(splits), progress=False)
+    fs, backbone = regimes.pretrained_frozen_splits(splits, progress=False)
     seed_everything(seed)
     model = _Classifier(backbone.neck, backbone.out_features, splits.n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
