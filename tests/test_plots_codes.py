@@ -228,3 +228,23 @@ def test_centers_summary_means_over_seeds():
         C.centers_summary(pd.DataFrame(rows), dataset="cifar")
     with pytest.raises(ValueError, match="missing columns"):
         C.centers_summary(pd.DataFrame({"mAP": [0.1]}))
+
+
+def test_centers_gap_per_dataset_with_both_designs():
+    import pandas as pd
+
+    rows = []
+    for dataset, designs in (("a", ("hadamard (default)", "sylvester")), ("b", ("hadamard (default)",))):
+        for design in designs:
+            for seed in ((0, 1) if design == "sylvester" else (0,)):
+                for b in (8, 16):
+                    m = 0.5 + (0.1 if design == "sylvester" else 0.0) + 0.02 * seed + b / 1000
+                    rows.append({"dataset": dataset, "design": design, "bits": b, "seed": seed, "mAP": m})
+    gap = C.centers_gap(pd.DataFrame(rows))
+    assert list(gap.columns) == ["a (1 vs 2 seeds)"]  # b has no sylvester run
+    assert gap.index.name == "bits" and list(gap.index) == [8, 16]
+    assert gap.loc[8].iloc[0] == pytest.approx(-0.11)  # 0.508 - mean(0.608, 0.628)
+    with pytest.raises(ValueError, match="no dataset has both"):
+        C.centers_gap(pd.DataFrame(rows), reference="random")
+    with pytest.raises(ValueError, match="missing columns"):
+        C.centers_gap(pd.DataFrame({"mAP": [0.1]}))

@@ -9,7 +9,8 @@ dissimilar pairs), computed with vectorised numpy.
 For CSQ's nested hash centres (docs/method.md §2, :func:`nhl.losses.targets.nested_csq_centers`)
 :func:`center_design_table` and :func:`center_picture` show, without training, how many
 different class splits each prefix of the centres holds, and :func:`centers_summary` reads the
-committed ``centers`` study table (``nhl.studies.results.get("centers")``).
+committed ``centers`` study table (``nhl.studies.results.get("centers")``), :func:`centers_gap`
+one design against another per length and dataset.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "blocks",
     "center_design_table",
     "center_picture",
+    "centers_gap",
     "centers_summary",
     "code_strip",
     "correlation_matrix",
@@ -521,4 +523,33 @@ def centers_summary(table: pd.DataFrame, dataset: str = "fashion-mnist") -> pd.D
     g = t.groupby(["design", "bits"], sort=True)
     out = g[["mAP", "distinct codes", "nearest ties (median)"]].mean()
     out["seeds"] = g["seed"].nunique()
+    return out
+
+
+def centers_gap(table: pd.DataFrame, design: str = "hadamard (default)",
+                reference: str = "sylvester", value: str = "mAP") -> pd.DataFrame:
+    """``design`` minus ``reference`` per length, one column per dataset of the ``centers`` table.
+
+    ``table``: ``nhl.studies.results.get("centers")[0]``. Each cell is the mean of ``value``
+    over the design's seeds minus that over the reference's (the two need not share seeds, so
+    this is not a paired difference). Only datasets with both designs get a column; the
+    columns' names add the seeds behind each mean, e.g. ``"fashion-mnist (1 vs 1 seeds)"``.
+    Index ``bits``.
+    """
+    need = {"dataset", "design", "bits", "seed", value}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        missing = sorted(need - set(getattr(table, "columns", ())))
+        raise ValueError(f"table must be the centers study table; missing columns {missing}")
+    columns = {}
+    for dataset, t in table.groupby("dataset", sort=False):
+        a, b = t[t["design"] == design], t[t["design"] == reference]
+        if a.empty or b.empty:
+            continue
+        diff = a.groupby("bits")[value].mean() - b.groupby("bits")[value].mean()
+        columns[f"{dataset} ({a['seed'].nunique()} vs {b['seed'].nunique()} seeds)"] = diff
+    if not columns:
+        raise ValueError(f"no dataset has both {design!r} and {reference!r}; designs: "
+                         f"{sorted(table['design'].unique())}")
+    out = pd.DataFrame(columns)
+    out.index.name = "bits"
     return out
