@@ -100,8 +100,33 @@ def test_weights_and_firing_separate_panels_full_axes():
     assert np.allclose(lines[0].get_ydata(), [0.75, 0.25])  # from the history: all steps
     assert np.allclose(lines[1].get_ydata(), [0.5, 0.0])  # would fire, recorded steps
     assert rate.get_ylim()[0] < 0 < 1 < rate.get_ylim()[1] and "would fire" in lines[1].get_label()
+    assert list(lines[0].get_xdata()) == [1, 2] and "counted from 1" in rate.get_xlabel()  # epochs from 1
     with pytest.raises(ValueError, match="empty"):
         G.weights_and_firing({})
+
+
+def test_weights_and_firing_can_leave_a_run_out_of_the_weight_panels():
+    recs = {"pairwise": _recording("dominance", [True, False, True]),
+            "never fires": _recording("dominance", [False, False, False])}
+    fig = G.weights_and_firing(recs, weights_for=["pairwise"])
+    weights, rate = fig.axes
+    assert weights.get_title().startswith("pairwise") and len(rate.get_lines()) == 2
+    with pytest.raises(ValueError, match="not in recordings"):
+        G.weights_and_firing(recs, weights_for=["other"])
+
+
+def test_cosine_lines_colour_each_line_by_its_other_length():
+    ax = G.cosine_lines(_frame())
+    colours = G.length_colours(BITS)
+    assert [line.get_color() for line in ax.get_lines()[:2]] == [colours[4], colours[8]]
+
+
+def test_length_colours_keep_the_default_lengths_colours():
+    from nhl.plots.codes import block_colors
+
+    full = dict(zip(G.DEFAULT_BITS, block_colors(G.DEFAULT_BITS)))
+    assert G.length_colours((16, 128)) == {16: full[16], 128: full[128]}
+    assert G.length_colours((1, 2, 3)) == dict(zip((1, 2, 3), block_colors((1, 2, 3))))
 
 
 def test_recorded_conflicts_one_panel_per_pick():
@@ -109,8 +134,13 @@ def test_recorded_conflicts_one_panel_per_pick():
                           "cos_2_4": [-0.6], "c_2_4": [-1.2], "ovnorm_2_4": [2.0], "alpha_2_4": [0.5 / 1.2]})
     fig = G.recorded_conflicts(frame, {"typical": (0, 2, 4)})
     ax = fig.axes[0]
-    assert ax.get_title().startswith("typical: 2 vs 4 bits, epoch 0, step 3")
+    assert ax.get_title().startswith("typical: 2 vs 4 bits, epoch 1, step 3")  # epochs counted from 1
     assert "alpha = 0.42" in ax.get_title()  # the recorded alpha is the one drawn
+    from matplotlib.colors import to_hex
+
+    arrows = {q.get_label(): to_hex(q.get_facecolor()[0]) for q in ax.collections if q.get_label().startswith("g_")}
+    colours = G.length_colours((2, 4))
+    assert arrows["g_2"] == to_hex(colours[2]) and arrows["g_4"] == to_hex(colours[4])  # colours by length
     with pytest.raises(ValueError, match="never fired"):
         G.recorded_conflicts(frame, {})
 
@@ -137,6 +167,13 @@ def test_paired_effect_panels_symmetric_axes_and_empty_state():
     heights = [p.get_height() for p in fire.patches]
     assert sorted(heights) == [0.0, 0.0, 0.6, 0.6]
     assert [t.get_text() for t in fire.texts][:2] == ["0%", "0%"]  # zero rates are labelled
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["csq", "dhn"]  # one legend
+    assert not any(p.get_legend() for p in panels)
+    rare = G.paired_effect(_effect().assign(firing=lambda e: np.where(e["method"] == "csq", 0.002, 0.6)))
+    assert "0.2%" in [t.get_text() for t in rare.axes[-1].texts]  # never "0%" for a rule that fired
+    assert G._rate(0.0004) == "0.04%" and G._rate(0.137) == "13.7%" and G._rate(0.0) == "0%"
+    assert G._wrap("fashion-mnist-multilabel") == "fashion-mnist-\nmultilabel"
+    assert G._wrap("fashion-mnist") == "fashion-\nmnist" and G._wrap("a") == "a"
     empty = G.paired_effect(pd.DataFrame(columns=_effect().columns))
     assert "not yet computed" in empty.axes[0].texts[0].get_text()
 

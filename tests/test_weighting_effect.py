@@ -62,12 +62,37 @@ def test_verdicts_say_where_the_rule_lowers_the_metric():
     assert len(lines) == 4
     lowered = [x for x in lines if x.startswith("fashion-mnist-100, dhn")][0]
     assert "weighting lowers mAP at 8, 16, 32 bits against plain" in lowered and "60.0%" in lowered
-    calm = [x for x in lines if x.startswith("fashion-mnist, csq")][0]
+    calm = [x for x in lines if x.startswith("fashion-mnist, dhn")][0]
     assert "changes mAP at no length beyond the 95 % interval" in calm
     raised = we.verdicts(we.effect(_table(shift=+0.02)))
     assert any("raises mAP at 8, 16, 32 bits" in x for x in raised)
     other = we.verdicts(we.effect(_table(), "nhl", "distill"), "nhl", "distill")
-    assert all("no length" in x for x in other)  # nhl and distill identical in the fake table
+    # nhl and distill identical in the fake table: no length for dhn, the same runs for csq
+    assert all("no length" in x for x in other if ", dhn:" in x)
+    assert all("are the same training" in x for x in other if ", csq:" in x)
+
+
+def test_a_rule_that_never_fired_changes_nothing():
+    """Never "raises mAP ... the rule fired in 0.0 %": with no firing the runs are the same."""
+    lines = we.verdicts(we.effect(_table()))
+    for x in [x for x in lines if ", csq:" in x]:
+        assert "the rule never fired (0.0% of the steps), so weighting and plain are the same training" in x
+        assert "every difference is exactly 0 (3 seeds)" in x and "raises" not in x and "lowers" not in x
+    t = we.effect_table(we.effect(_table()))
+    assert (t.loc[("fashion-mnist", "csq")].drop("rule fired") == "0 (same runs)").all()
+    assert t.loc[("fashion-mnist-100", "dhn"), "8"] != "0 (same runs)"
+    eff = we.effect(_table())
+    assert list(we.identical(eff)) == list(eff["method"] == "csq")
+    # rounding noise where the rule never fired: said to be noise, never a rise or a fall
+    noisy = _table()
+    csq_w = (noisy["method"] == "csq") & (noisy["variant"] == "weighting")
+    noisy.loc[csq_w, "mAP"] += 0.01 + 1e-4 * noisy.loc[csq_w, "seed"]
+    line = [x for x in we.verdicts(we.effect(noisy)) if x.startswith("fashion-mnist, csq")][0]
+    assert "cannot have changed anything" in line and "run-to-run noise" in line and "raises" not in line
+
+
+def test_rare_firing_never_reads_as_zero():
+    assert we.share(0.0) == "0.0%" and we.share(0.137) == "13.7%" and we.share(0.0004) == "0.04%"
 
 
 def test_firing_table_pivots_methods_by_dataset():
@@ -77,11 +102,36 @@ def test_firing_table_pivots_methods_by_dataset():
     assert we.firing_table(None).empty and we.firing_table(_table().query("variant == 'plain'")).empty
 
 
+def test_load_ablation_reads_the_converged_table_without_reference_variants(tmp_path, monkeypatch):
+    import json
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    table = _table().assign(norm="own", nested_targets=True)
+    extra = table[(table["variant"] == "weighting") & (table["method"] == "csq")]
+    table = pd.concat([table, extra.assign(norm="shortest", mAP=0.0), extra.assign(nested_targets=False, mAP=0.0)])
+    table.to_csv(folder / "frozen-ablation.csv", index=False)
+    (folder / "frozen-ablation.json").write_text(json.dumps({
+        "what": "the ablation, frozen", "command": "python -m nhl study frozen-ablation", "date": "2026-12-06",
+        "package_version": "0", "threads per worker": 1}))
+    monkeypatch.setenv("NHL_RESULTS", str(folder))
+    assert we.DEFAULT_STUDY == "frozen-ablation"
+    got, why = we.load_ablation()
+    assert why.startswith("results/frozen-ablation.csv: the ablation, frozen")
+    assert len(got) == len(_table()) and (got["norm"] == "own").all() and got["nested_targets"].all()
+    eff = we.effect(got)
+    assert (eff.loc[eff["method"] == "csq", "diff"] == 0).all()  # the reference rows are not paired in
+    everything, _ = we.load_ablation(reference_variants=True)
+    assert len(everything) == len(table)
+
+
 def test_load_ablation_says_not_yet_computed(tmp_path, monkeypatch):
     monkeypatch.setenv("NHL_RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr("nhl.studies.results.STUDIES", {"ablation": _FakeStudy()})
     table, why = we.load_ablation(root=tmp_path / "runs", data_root=tmp_path / "data")
-    assert table is None and "not yet computed" in why
+    assert table is None and "frozen-ablation.csv is not yet computed" in why
+    table, why = we.load_ablation(root=tmp_path / "runs", data_root=tmp_path / "data", name="ablation")
+    assert table is None and "ablation.csv is not yet computed" in why
 
 
 class _FakeStudy:
@@ -94,3 +144,21 @@ class _FakeStudy:
 
     def table(self, runs):  # pragma: no cover - never reached: the run is missing
         raise AssertionError
+
+
+def test_full_nhl_firing_reads_the_full_runs_of_every_method():
+    rows = []
+    for m, full_variant, fire in (("csq", "weighting", 0.0), ("lcdsh", "nhl", 0.5), ("dhn", "nhl", 0.9)):
+        for s in SEEDS:
+            for v in ("single", "plain", full_variant):
+                for b in (8, 16):
+                    rows.append({"dataset": "d" if m != "dhn" else "e", "method": m, "variant": v, "seed": s,
+                                 "bits": b, "mAP": 0.5, "firing": fire + 0.1 * s if v == full_variant else 0.0,
+                                 "full NHL": v == full_variant})
+    rows.append({"dataset": "d", "method": "classifier", "variant": "classifier", "seed": 0, "bits": 8,
+                 "mAP": 0.4, "firing": float("nan"), "full NHL": float("nan")})
+    t = we.full_nhl_firing(pd.DataFrame(rows))
+    assert list(t.index) == ["csq", "dhn", "lcdsh"] and list(t.columns) == ["d", "e"]
+    assert t.loc["csq", "d"] == pytest.approx(0.1) and t.loc["lcdsh", "d"] == pytest.approx(0.6)
+    assert t.loc["dhn", "e"] == pytest.approx(1.0) and np.isnan(t.loc["dhn", "d"])
+    assert we.full_nhl_firing(None).empty and we.full_nhl_firing(_table()).empty

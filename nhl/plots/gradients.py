@@ -25,6 +25,20 @@ from ..diagnostics import (
 from ..weighting import dominance_alphas, weights_from_alphas
 
 CMAP = "RdBu"  # red = opposing gradients (negative cosine), blue = agreeing
+#: The default code lengths: a length keeps its colour when a figure shows only some of them.
+DEFAULT_BITS = (8, 16, 32, 64, 128)
+
+
+def length_colours(bits: Sequence[int]) -> dict[int, tuple]:
+    """One colour per code length, the package's (:func:`nhl.plots.codes.block_colors`): the
+    default lengths 8-128 keep their colours in any subset; other lengths get the palette spread
+    over their own list."""
+    from .codes import block_colors
+
+    bits = sorted(int(b) for b in bits)
+    if set(bits) <= set(DEFAULT_BITS):
+        return {b: c for b, c in zip(DEFAULT_BITS, block_colors(DEFAULT_BITS)) if b in bits}
+    return dict(zip(bits, block_colors(bits)))
 
 
 def cosine_heatmaps(
@@ -82,17 +96,20 @@ def cosine_lines(
 ) -> plt.Axes:
     """``cos(ref-bit, j-bit)`` over training for every other length ``j`` (default ref: shortest).
 
-    ``smooth`` > 1 draws a centred rolling mean over that many recorded steps.
+    ``smooth`` > 1 draws a centred rolling mean over that many recorded steps. Each line has the
+    colour of its other length ``j`` (:func:`length_colours`), as every plot of the package that
+    draws one line per length.
     """
     cols = pair_columns(frame, prefix)
     ref = ref if ref is not None else min(a for a, _, _ in cols)
+    colour = length_colours({a for a, _, _ in cols} | {b for _, b, _ in cols})
     ax = ax or plt.subplots()[1]
     for a, b, col in cols:
         if ref not in (a, b):
             continue
         other = b if a == ref else a
         y = frame[col].rolling(smooth, center=True, min_periods=1).mean() if smooth > 1 else frame[col]
-        ax.plot(frame[x], y, label=f"{ref} vs {other} bits", lw=1.2)
+        ax.plot(frame[x], y, label=f"{ref} vs {other} bits", lw=1.4, color=colour[other])
     ax.axhline(0, color="k", lw=0.8, ls="--")
     ax.set_xlabel("training step" if x == "iteration" else x)
     ax.set_ylabel("cosine on shared rows" if prefix == "cos" else "cosine")
@@ -109,13 +126,17 @@ def conflict_picture(
     alpha: float | None = None,
     names: tuple[str, str] = ("g_i", "g_j"),
     ax: plt.Axes | None = None,
+    colors: tuple[str, str] = ("C0", "C3"),
 ) -> plt.Axes:
     """Two gradients in the plane they span, their sum, and the sum after the dominance rule.
 
     ``g_i`` points along x. The rule accepts a scaled ``alpha g_j`` only if its component along
     ``g_i`` is at least ``-tau / ||g_i||`` (i.e. ``alpha <g_i, g_j> >= -tau``): the dotted line,
     with the forbidden half-plane shaded. ``alpha=None`` applies the pairwise rule
-    ``alpha = tau / (-c)`` when ``-c > tau`` (docs/method.md §3 step 4).
+    ``alpha = tau / (-c)`` when ``-c > tau`` (docs/method.md §3 step 4). ``colors``: the colours
+    of ``g_i`` and ``g_j`` (give each length its own, as the other plots do); the scaled ``g_j``
+    is drawn in its colour with a black outline, the plain sum in grey and the sum with the rule
+    in black.
     """
     p = project_pair(g_i, g_j)
     pi, pj = p
@@ -124,14 +145,15 @@ def conflict_picture(
     if alpha is None:
         alpha = tau / -c if (c < 0 and -c > tau) else 1.0
     ax = ax or plt.subplots(figsize=(7.5, 4.5))[1]
+    ci, cj = colors
     vecs = [
-        (pi, names[0], "C0"),
-        (pj, names[1], "C3"),
-        (pi + pj, f"{names[0]} + {names[1]}", "0.4"),
-        (pi + alpha * pj, f"{names[0]} + {alpha:.2f} {names[1]}", "C2"),
+        (pi, names[0], ci),
+        (pj, names[1], cj),
+        (pi + pj, f"{names[0]} + {names[1]}", "0.55"),
+        (pi + alpha * pj, f"{names[0]} + {alpha:.2f} {names[1]}", "k"),
     ]
     if alpha < 1:
-        vecs.insert(2, (alpha * pj, f"{alpha:.2f} {names[1]} (scaled)", "C1"))
+        vecs.insert(2, (alpha * pj, f"{alpha:.2f} {names[1]} (scaled)", cj))
     pts = np.vstack([np.zeros(2)] + [v for v, _, _ in vecs])
     span = np.abs(pts).max() * 1.15
     line = -tau / ni
@@ -139,8 +161,9 @@ def conflict_picture(
     math_name = re.sub(r"_(\w+)", r"_{\1}", names[0])
     ax.axvline(line, color="C3", ls=":", lw=1.2, label=rf"$-\tau_i/\|{math_name}\|$")
     for v, name, color in vecs:
+        outline = dict(edgecolor="k", linewidth=0.9) if name.endswith("(scaled)") else {}
         ax.quiver(0, 0, *v, angles="xy", scale_units="xy", scale=1, color=color, width=0.01,
-                  label=name)
+                  label=name, **outline)
     ax.set_xlim(-span, span)
     ax.set_ylim(-span * 0.35, span)
     ax.set_aspect("equal")
@@ -175,7 +198,8 @@ def weights_over_training(history: pd.DataFrame, ax: plt.Axes | None = None) -> 
     return ax
 
 
-def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1) -> plt.Figure:
+def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1,
+                       weights_for: Sequence[str] | None = None, count_from: int = 1) -> plt.Figure:
     """Per recorded run: the weights used at each recorded step (one panel per run), then one
     panel with the share of steps per epoch in which the dominance rule fired (docs/method.md §3).
 
@@ -184,25 +208,37 @@ def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1) -> plt
     firing panel spans 0..1. For a run that uses the rule the rate counts every training step
     (the run history); for one that does not, the recorded steps where it *would* have fired.
     ``smooth`` > 1 draws a centred rolling mean of the weights over that many recorded steps.
+    ``weights_for``: the names that get a weight panel (default all); the others appear in the
+    firing panel only (a run whose weights are all 1 draws a flat panel that says nothing).
+    ``count_from``: the number drawn for the first epoch (the tutorials count epochs from 1; the
+    recordings count from 0). One colour per length (:func:`length_colours`).
     """
     if not recordings:
         raise ValueError("recordings is empty: pass {name: Recording}")
-    n = len(recordings)
-    fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.8), constrained_layout=True)
+    names = list(recordings) if weights_for is None else list(weights_for)
+    unknown = [k for k in names if k not in recordings]
+    if unknown:
+        raise ValueError(f"weights_for names {unknown} that are not in recordings {list(recordings)}")
+    n = len(names)
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.8), constrained_layout=True, squeeze=False)
+    axes = axes[0]
     top = 2.0
-    for rec in recordings.values():
+    for rec in (recordings[k] for k in names):
         cols = [c for c in rec.frame.columns if re.fullmatch(r"weight_\d+", str(c))]
         if cols:
             top = max(top, float(rec.frame[cols].to_numpy(dtype=float).max()) * 1.1)
-    for ax, (name, rec) in zip(axes[:n], recordings.items()):
+    for ax, name in zip(axes[:n], names):
+        rec = recordings[name]
         f = rec.frame
         K = len(rec.config.bit_list)
+        colour = length_colours(rec.config.bit_list)
         for k, b in enumerate(rec.config.bit_list):
             y = f[f"weight_{b}"].astype(float)
             if smooth > 1:
                 y = y.rolling(smooth, center=True, min_periods=1).mean()
             # thinner lines for longer codes: equal weights (common) stay visible as nested lines
-            ax.plot(f["iteration"], y, lw=0.8 + 2.2 * (K - 1 - k) / max(K - 1, 1), label=f"{b} bits")
+            ax.plot(f["iteration"], y, lw=1.0 + 4.0 * (K - 1 - k) / max(K - 1, 1), color=colour[b],
+                    label=f"{b} bits")
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylim(0, top)
         ax.set_xlabel("training step")
@@ -218,9 +254,10 @@ def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1) -> plt
         else:
             r = rec.frame.groupby("epoch")["anti_domination"].mean()
             label = f"{name} (would fire, recorded steps)"
-        ax.plot(r.index, r.to_numpy(dtype=float), marker="o", ms=4, color=f"C{k}", label=label)
+        ax.plot(r.index + count_from, r.to_numpy(dtype=float), marker="o", ms=4,
+                color=("k", "0.55", "C3", "C0")[k % 4], label=label)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("epoch (from 0)")
+    ax.set_xlabel(f"epoch (counted from {count_from})")
     ax.set_ylabel("share of steps with some $\\alpha_{ij} < 1$")
     ax.set_title("How often the dominance rule fired", fontsize=10)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -229,19 +266,24 @@ def weights_and_firing(recordings: Mapping[str, object], smooth: int = 1) -> plt
 
 
 def recorded_conflicts(
-    frame: pd.DataFrame, picks: Mapping[str, tuple], beta: float = 1.0, norm: str = "own"
+    frame: pd.DataFrame, picks: Mapping[str, tuple], beta: float = 1.0, norm: str = "own",
+    count_from: int = 1,
 ) -> plt.Figure:
     """One :func:`conflict_picture` per chosen recorded conflict (e.g.
-    :func:`nhl.diagnostics.choose_conflicts`), side by side, titled with where it happened."""
+    :func:`nhl.diagnostics.choose_conflicts`), side by side, titled with where it happened (the
+    recorded epoch plus ``count_from``: the tutorials count epochs from 1), each gradient in the
+    colour of its length (:func:`length_colours`)."""
     if not picks:
         raise ValueError("no conflict to draw: the rule never fired in this recording")
     fig, axes = plt.subplots(1, len(picks), figsize=(7.2 * len(picks), 4.6), squeeze=False,
                              constrained_layout=True)
+    colour = length_colours([int(m.group(1)) for c in frame.columns if (m := re.fullmatch(r"norm_(\d+)", str(c)))])
     for ax, (kind, (label, short, long)) in zip(axes[0], picks.items()):
         d = describe_conflict(frame, label, short, long, beta=beta, norm=norm)
         p = pair_plane(frame.loc[label], short, long)
-        conflict_picture(p[0], p[1], tau=d["tau_i"], alpha=d["alpha"], names=(f"g_{short}", f"g_{long}"), ax=ax)
-        ax.set_title(f"{kind}: {short} vs {long} bits, epoch {d['epoch']}, step {d['step']}\n"
+        conflict_picture(p[0], p[1], tau=d["tau_i"], alpha=d["alpha"], names=(f"g_{short}", f"g_{long}"), ax=ax,
+                         colors=(colour.get(short, "C0"), colour.get(long, "C3")))
+        ax.set_title(f"{kind}: {short} vs {long} bits, epoch {int(d['epoch']) + count_from}, step {d['step']}\n"
                      + ax.get_title(), fontsize=10)
     return fig
 
@@ -281,20 +323,41 @@ def paired_effect(eff: pd.DataFrame, what: str = "weighting - plain", value: str
         ax.set_xlabel("code length (bits)")
         ax.set_ylabel(f"{what}, {value}")
         ax.set_title(f"{d}: paired difference, 95 % CI", fontsize=10)
-        ax.legend(fontsize=7, title="method", title_fontsize=7, loc="best")
     ax = axes[n]
     fire = eff.drop_duplicates(["dataset", "method"])
     x = np.arange(n)
     for k, m in enumerate(methods):
         v = [fire.loc[(fire["dataset"] == d) & (fire["method"] == m), "firing"].mean() for d in datasets]
         bars = ax.bar(x + (k - (len(methods) - 1) / 2) * width, v, width, color=f"C{k}", label=m)
-        ax.bar_label(bars, fmt="{:.0%}", fontsize=7)  # a rate of 0 is a label, not a missing bar
-    ax.set_xticks(x, datasets, rotation=15, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.08)
+        # a rate of 0 is a label, not a missing bar; a small rate never reads as 0 %
+        ax.bar_label(bars, labels=[_rate(r) for r in v], fontsize=7.5, rotation=90, padding=2)
+    ax.set_xticks(x, [_wrap(d) for d in datasets], fontsize=8)
+    ax.set_ylim(0, 1.22)  # room for the rotated labels above a bar at 1
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("share of steps where the rule fired")
     ax.set_title(f"Firing rate ({what.split(' - ')[0]} runs)", fontsize=10)
-    ax.legend(fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, title="method", fontsize=8, title_fontsize=8, loc="outside right upper")
     return fig
+
+
+def _rate(r: float) -> str:
+    """A firing rate as a bar label, as the tables print it (one decimal; two significant digits
+    below 0.1 %, so that a rule that fired never reads as 0); an exact 0 is "0%"."""
+    if not np.isfinite(r):
+        return ""
+    if r == 0:
+        return "0%"
+    return f"{100 * r:.2g}%" if r < 0.001 else f"{r:.1%}"
+
+
+def _wrap(name: str) -> str:
+    """A long hyphenated name on two lines, split at the hyphen nearest its middle."""
+    cuts = [i for i, ch in enumerate(name) if ch == "-"]
+    if len(name) <= 10 or not cuts:
+        return name
+    cut = min(cuts, key=lambda i: abs(i - len(name) / 2))
+    return name[: cut + 1] + "\n" + name[cut + 1:]
 
 
 def map_bars(maps: Mapping[str, Mapping[int, float]], ax: plt.Axes | None = None,
@@ -355,7 +418,7 @@ def beta_redraw(
         for j in range(i + 1, K):
             a1.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="w" if a[i, j] < 0.5 else "k")
-    fig.colorbar(im, ax=a1, shrink=0.8)
+    fig.colorbar(im, ax=a1, shrink=0.8, ticks=[0, 0.25, 0.5, 0.75, 1])
     x = np.arange(K - 1)
     a2.bar(x - 0.2, before[:-1], 0.4, label="unadjusted", color="0.6")
     a2.bar(x + 0.2, after[:-1], 0.4, label="after the rule", color="C2")
@@ -363,14 +426,15 @@ def beta_redraw(
     a2.axhline(0, color="k", lw=0.8)
     a2.set_xticks(x, [str(b) for b in bits[:-1]])
     a2.set_xlabel("shorter code i (bits)")
-    a2.set_ylabel("share of own descent kept")
-    a2.set_title(r"$\langle g_i, g_i + \sum_j \alpha_{ij} g_j\rangle / \|g_i\|^2$")
+    a2.set_ylabel(r"$\langle g_i, g_i + \Sigma_j\, \alpha_{ij} g_j\rangle / \|g_i\|^2$")
+    a2.set_title("Share of each short code's descent kept")
     lo = min(before.min(), after.min(), 1 - beta, 0.0)
     hi = max(before.max(), after.max(), 1.0)
     a2.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
     a2.legend(fontsize=7)
     xb = np.arange(K)
-    a3.bar(xb, w, color="C0", label="dominance-aware")
+    colour = length_colours(bits)
+    a3.bar(xb, w, color=[colour[b] for b in bits])  # one colour per length
     a3.axhline(1.0, color="k", ls="--", lw=0.8, label="uniform")
     a3.set_xticks(xb, [str(b) for b in bits])
     a3.set_xlabel("code length (bits)")
