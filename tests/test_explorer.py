@@ -217,37 +217,126 @@ def test_grid_captions_show_class_names(splits):
     assert ex.grid.value.count(">zero</span>") == 5  # items 5-9 are class zero
 
 
-def test_run_label_and_available_runs(monkeypatch, tmp_path):
+def _fake_cache(tmp_path, monkeypatch, main, runs):
+    """A run cache under ``tmp_path`` holding ``runs`` ({folder tail: (config, metrics)}) as
+    config.json + metrics.json; ``experiments.run`` returns ``main`` (and its baselines),
+    ``experiments.load`` a stand-in of the folder. Returns the list of configs ``run`` got."""
+    import json
+
     from nhl import experiments
+
+    loaded = {}
+    for tail, (config, metrics) in runs.items():
+        folder = tmp_path / config.dataset / config.method / f"{config.kind}-seed0-{tail}"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(config.to_json())
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        loaded[folder] = SimpleNamespace(config=config, path=folder, metrics=metrics)
+    trained = []
+
+    def run(config, **_):
+        trained.append(config.kind)
+        if config == main.config:
+            return main
+        return SimpleNamespace(config=config, path=tmp_path / "trained" / config.kind,
+                               metrics={"split_fingerprint": "fp"})
+
+    monkeypatch.setattr(experiments, "run", run)
+    monkeypatch.setattr(experiments, "load", lambda path: loaded[Path(path)])
+    return trained
+
+
+def test_run_label_and_available_runs(monkeypatch, tmp_path):
     from nhl.config import TrainConfig
     from nhl.tutorial.explorer import available_runs, run_label
 
     base = TrainConfig(method="dhn", epochs=3)
     splits = SimpleNamespace(fingerprint="fp")
-
-    def fake(config, name, fingerprint="fp"):
-        return SimpleNamespace(config=config, path=tmp_path / name,
-                               metrics={"split_fingerprint": fingerprint})
-
-    main = fake(base, "main")
-    others = {
-        "nested-plain": fake(base.variant("plain"), "nested-plain"),
-        "lr-search": fake(base.replace(lr=0.01), "lr-search"),
-        "single": fake(base.baseline(8), "single"),
-        "other-epochs": fake(base.replace(epochs=5), "other-epochs"),
-        "other-split": fake(base.variant("distill"), "other-split", fingerprint="xx"),
-        "csq": fake(base.replace(method="csq"), "csq"),
-    }
-    monkeypatch.setattr(experiments, "run", lambda *a, **k: main)
-    monkeypatch.setattr(experiments, "list_runs", lambda root=None: pd.DataFrame(
-        {"path": [str(main.path)] + [str(r.path) for r in others.values()]}))
-    monkeypatch.setattr(experiments, "load", lambda path: others[Path(path).name])
-    runs = available_runs(base, splits)
+    fp = {"split_fingerprint": "fp"}
+    main = SimpleNamespace(config=base, path=tmp_path / base.dataset / "dhn" / "nested-nhl-seed0-main",
+                           metrics=fp)
+    _fake_cache(tmp_path, monkeypatch, main, {
+        "main": (base, fp),
+        "nested-plain": (base.variant("plain"), fp),
+        "lr-search": (base.replace(lr=0.01), fp),
+        "single": (base.baseline(8), fp),
+        "other-epochs": (base.replace(epochs=5), fp),
+        "other-split": (base.variant("distill"), {"split_fingerprint": "xx"}),
+        "csq": (base.replace(method="csq"), fp),
+        "other-data": (base.replace(dataset="fashion-mnist-100"), fp),
+    })
+    runs = available_runs(base, splits, root=tmp_path)
     assert list(runs) == ["dhn nested-nhl seed 0, 3 ep", "csq nested-nhl seed 0, 3 ep",
                           "dhn nested-plain seed 0, 3 ep"]
     assert runs["dhn nested-nhl seed 0, 3 ep"] is main
-    everything = available_runs(base, splits, recipe_only=False, same_epochs=False)
+    everything = available_runs(base, splits, root=tmp_path, recipe_only=False, same_epochs=False)
     assert "dhn nested-nhl seed 0, 3 ep, lr 0.01" in everything
     assert "dhn nested-nhl seed 0, 5 ep" in everything
     assert not any("single" in name for name in everything)
-    assert run_label(others["lr-search"]) == "dhn nested-nhl seed 0, 3 ep, lr 0.01"
+    lr_run = next(r for r in everything.values() if r.config.lr == 0.01)
+    assert run_label(lr_run) == "dhn nested-nhl seed 0, 3 ep, lr 0.01"
+
+
+def test_available_runs_adds_the_single_length_baselines_and_skips_old_versions(monkeypatch,
+                                                                                tmp_path):
+    from nhl import experiments
+    from nhl.config import TrainConfig
+    from nhl.tutorial.explorer import available_runs
+
+    base = TrainConfig(method="dhn", epochs=3, bit_list=(8, 16, 32))
+    splits = SimpleNamespace(fingerprint="fp")
+    now = {"split_fingerprint": "fp", "version": experiments.package_version()}
+    main = SimpleNamespace(config=base, path=tmp_path / "main", metrics=now)
+    trained = _fake_cache(tmp_path, monkeypatch, main, {
+        "0a1b2c": (base, {**now, "version": "0.0.1"}),  # the same config, older code
+        "plain": (base.variant("plain"), now),
+    })
+    (tmp_path / base.dataset / "dhn" / "nested-distill-seed0-broken").mkdir()
+    (tmp_path / base.dataset / "dhn" / "nested-distill-seed0-broken" / "metrics.json").write_text("{")
+
+    runs = available_runs(base, splits, root=tmp_path, baselines=True)
+    assert list(runs) == ["dhn nested-nhl seed 0, 3 ep", "dhn single-8 seed 0, 3 ep",
+                          "dhn single-16 seed 0, 3 ep", "dhn single-32 seed 0, 3 ep",
+                          "dhn nested-plain seed 0, 3 ep"]  # the 0.0.1 run is not offered
+    assert trained == ["nested-nhl", "single-8", "single-16", "single-32"]
+    assert [r.config.bit_list for r in list(runs.values())[1:4]] == [(8,), (16,), (32,)]
+    trained.clear()
+    default = available_runs(base, splits, root=tmp_path)
+    assert trained == ["nested-nhl"] and not any("single" in name for name in default)
+    everything = available_runs(base, splits, root=tmp_path, current_only=False)
+    assert "dhn nested-nhl seed 0, 3 ep [0a1b2c]" in everything  # the folder's tail
+
+
+def test_precision_by_length_and_a_single_length_run(splits):
+    nested = _run()
+    single = SimpleNamespace(codes={**nested.codes, "query": nested.codes["query"][:, :4],
+                                    "database": nested.codes["database"][:, :4]},
+                             bit_list=(4,))
+    ex = Explorer({"nested": nested, "single": single}, splits, k=5, bits=16)
+    p = ex.precision_by_length("nested")
+    assert list(p.index) == [4, 16] and p.index.name == "bits" and p.name == "mean P@5"
+    table = ex.length_table("nested")
+    assert p.tolist() == pytest.approx([table["P@5 4"].mean(), table["P@5 16"].mean()])
+    # query 0 (class zero): at 4 bits the top 5 are items 0-4 (class one), at 16 bits items 5-9
+    assert ex.precision_by_length("nested", queries=[0]).tolist() == [0.0, 1.0]
+    res = ex.update(method="single")  # the length slider follows the run's one length
+    assert res.bits == 4 and tuple(ex.bits_slider.options) == (4,)
+    assert ex.precision_by_length("single").tolist() == pytest.approx([p[4]])
+    assert ex.length_table("single")["changes"].eq(0).all()
+    with pytest.raises(ValueError, match="method"):
+        ex.precision_by_length("missing")
+
+
+def test_length_table_over_all_queries_is_computed_once_per_run(splits, monkeypatch):
+    ex = Explorer({"fake": _run()}, splits, k=5, bits=4)
+    first = ex.length_table()
+    first.loc[0, "changes"] = 99  # a copy: changing it does not change the explorer's table
+    calls = []
+    index = ex.codes["fake"].index
+    monkeypatch.setattr(ex.codes["fake"], "index", lambda bits=None: calls.append(bits) or index(bits))
+    again = ex.length_table()
+    assert calls == [] and again.loc[0, "changes"] != 99
+    pd.testing.assert_frame_equal(again, ex.length_table())
+    ex.length_table(queries=[1])  # a subset is computed, not cached
+    assert calls == [4, 16]
+    assert ex.precision_by_length().tolist() == pytest.approx(again.filter(like="P@").mean().tolist())

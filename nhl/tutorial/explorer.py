@@ -16,7 +16,9 @@ code, docs/method.md §1) and redraws
 Everything also works without a browser: the constructor renders the initial state and
 :meth:`Explorer.update` returns the search result, so a notebook run headless shows outputs.
 Over many queries at once: :meth:`Explorer.length_table` (how each query's top-k changes with
-the length; :func:`pick_query` picks a query where every length step changes it) and
+the length; :func:`pick_query` picks a query where every length step changes it),
+:meth:`Explorer.precision_by_length` (mean precision@k per length, e.g. a nested run's prefixes
+against single-length models: :func:`available_runs` with ``baselines=True``) and
 :meth:`Explorer.funnel_agreement` (funnel against exhaustive search, tie-aware). A run's codes
 are read only when the explorer first shows or measures it.
 """
@@ -26,7 +28,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +74,8 @@ def run_label(run) -> str:
 
 def available_runs(config, splits=None, root: str | Path | None = None,
                    progress: bool = False, recipe_only: bool = True,
-                   same_epochs: bool = True) -> dict[str, object]:
+                   same_epochs: bool = True, baselines: bool = False,
+                   current_only: bool = True) -> dict[str, object]:
     """``config``'s run (trained or loaded from the cache) plus every finished nested run
     on the same data split, as ``{label: RunResult}`` for :class:`Explorer`.
 
@@ -78,34 +83,70 @@ def available_runs(config, splits=None, root: str | Path | None = None,
     dataset, protocol and split seed, and their stored split fingerprint matches ``splits``
     (so their codes are in the order of ``splits.query`` / ``splits.database``). By default
     only runs with the method's recorded learning rate (``recipe_only``: not the runs of a
-    learning-rate search) and ``config``'s number of epochs (``same_epochs``) are added. The
-    main run comes first, the others sorted by label; their codes are read only when the
-    explorer shows them.
+    learning-rate search), ``config``'s number of epochs (``same_epochs``) and stored by this
+    package version (``current_only``: a run of an older version is one that
+    :func:`nhl.experiments.run` would no longer return) are added.
+
+    ``baselines``: also ``config``'s single-length models, one per length
+    (:meth:`nhl.config.TrainConfig.baseline`: same data, method, epochs and seed), loaded from
+    the cache or trained here if missing (notebook 07 trains them); they come right after the
+    main run, shortest first. The main run comes first, the other nested runs last, sorted by
+    label; their codes are read only when the explorer shows them.
     """
     from .. import experiments
 
     splits = splits if splits is not None else experiments.get_splits(config)
     main = experiments.run(config, root=root, progress=progress)
+    singles = {}
+    if baselines:
+        for bits in config.bit_list:
+            r = experiments.run(config.baseline(bits), root=root, progress=progress)
+            singles[run_label(r)] = r
+    version = experiments.package_version()
     others = {}
-    table = experiments.list_runs(root)
-    for path in table.get("path", []):
-        if Path(path) == main.path:
+    for path, c, metrics in _nested_run_folders(config.dataset, root):
+        if path == Path(main.path):
             continue
-        r = experiments.load(path)
-        c = r.config
-        if not (c.kind.startswith("nested") and c.dataset == config.dataset
-                and c.protocol == config.protocol and c.split_seed == config.split_seed
-                and r.metrics.get("split_fingerprint") == splits.fingerprint):
+        if not (c.dataset == config.dataset and c.protocol == config.protocol
+                and c.split_seed == config.split_seed
+                and metrics.get("split_fingerprint") == splits.fingerprint):
+            continue
+        if current_only and metrics.get("version", version) != version:
             continue
         if recipe_only and (c.lr is not None or c.hyper):
             continue
         if same_epochs and c.epochs != config.epochs:
             continue
+        try:
+            r = experiments.load(path)  # reads and checks every file: only for the runs kept
+        except experiments.DamagedRunError as err:
+            warnings.warn(f"{err}; skipped", stacklevel=2)
+            continue
         label = run_label(r)
         if label in others or label == run_label(main):
-            label = f"{label} [{Path(path).name[-6:]}]"
+            label = f"{label} [{path.name[-6:]}]"
         others[label] = r
-    return {run_label(main): main, **dict(sorted(others.items()))}
+    return {run_label(main): main, **singles, **dict(sorted(others.items()))}
+
+
+def _nested_run_folders(dataset: str, root: str | Path | None = None):
+    """``(folder, config, metrics)`` of every finished nested run of ``dataset`` in the run
+    cache, from its ``config.json`` and ``metrics.json`` only (reading a whole run, as
+    :func:`nhl.experiments.load` does, is kept for the runs :func:`available_runs` offers;
+    the cache holds hundreds). Folders whose two files do not parse are left out."""
+    from ..config import TrainConfig
+    from ..utils import runs_dir
+
+    base = (Path(root) if root is not None else runs_dir()) / dataset
+    for metrics_file in sorted(base.glob("*/nested-*/metrics.json")):
+        folder = metrics_file.parent
+        try:
+            config = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
+            metrics = json.loads(metrics_file.read_text())
+        except (OSError, ValueError, TypeError):
+            continue  # a damaged folder: nhl.experiments.list_runs names it
+        if config.kind.startswith("nested") and isinstance(metrics, dict):
+            yield folder, config, metrics
 
 
 def _png_data_uri(image: np.ndarray) -> str:
@@ -256,6 +297,7 @@ class Explorer:
         self._busy = False
         self.last: Retrieved | None = None
         self._figure_png: bytes = b""
+        self._length_tables: dict[str, pd.DataFrame] = {}  # over all queries, per run
 
         names = list(self.runs)
         method = names[0] if method is None else method
@@ -416,9 +458,12 @@ class Explorer:
         length ``b``), ``changed <a>><b>`` (whether the set of retrieved items differs between
         adjacent lengths ``a`` and ``b``), ``changes`` (how many of those steps change it; the
         maximum is ``len(bit_list) - 1``) and ``overlap shortest-longest`` (share of the top-k
-        retrieved at both the shortest and the longest length).
+        retrieved at both the shortest and the longest length). The table over all queries
+        is computed once per run (the codes do not change) and returned as a copy.
         """
         method = self._method(method)
+        if queries is None and method in self._length_tables:
+            return self._length_tables[method].copy()
         codes, qs = self.codes[method], self._queries(queries)
         k = min(self.k, len(codes.database))
         ids = {}
@@ -437,7 +482,21 @@ class Explorer:
         first, last = ids[codes.bit_list[0]], ids[codes.bit_list[-1]]
         table["overlap shortest-longest"] = (
             (first[:, :, None] == last[:, None, :]).any(axis=2).sum(axis=1) / k)
-        return table.set_index("query")
+        table = table.set_index("query")
+        if queries is None:
+            self._length_tables[method] = table.copy()
+        return table
+
+    def precision_by_length(self, method: str | None = None, queries=None) -> pd.Series:
+        """Mean precision@k over ``queries`` (default: all) at each of the run's lengths
+        (exhaustive search): a Series indexed by ``bits``, the means of
+        :meth:`length_table`'s ``P@k`` columns. A single-length run has one entry."""
+        method = self._method(method)
+        table = self.length_table(method, queries)
+        means = table.filter(like="P@").mean()
+        return pd.Series(means.to_numpy(), index=pd.Index(self.codes[method].bit_list,
+                                                          name="bits"),
+                         name=f"mean P@{min(self.k, len(self.codes[method].database))}")
 
     def funnel_agreement(self, bits: int | None = None, method: str | None = None,
                          queries=None) -> pd.DataFrame:
