@@ -1,8 +1,9 @@
 """The ablation explorer on a small synthetic ablation table: numbers, redraws, controls, errors.
 
-The table has the schema of ``results/ablation.csv`` (one row per run and code length): two
-datasets (one with a mAP@K cut-off), two base methods each (``csq`` on both), four variants,
-three seeds, five lengths; ``firing`` is one value per run, 0 for variants without the weighting.
+The table has the schema of ``results/frozen-ablation.csv`` (one row per run and code length):
+two datasets (one with a mAP@K cut-off), two base methods each (``csq`` on both), four variants,
+three seeds, five lengths, the frozen regime with early stopping; ``firing`` is one value per run,
+0 for variants without the weighting.
 """
 
 import base64
@@ -25,6 +26,7 @@ from nhl.tutorial.ablation_explorer import (  # noqa: E402
     VARIANT_COLOURS,
     AblationExplorer,
     AblationView,
+    label_reference_variants,
     load_table,
 )
 
@@ -61,13 +63,26 @@ def synthetic_table(seeds=(0, 1, 2), seed: int = 0) -> pd.DataFrame:
         "val mAP": m_ap + 0.01,
         "firing": np.where(weighted, per_run[c, v, s_pos], 0.0),
         "train s": 10.0,
-        "epochs": 5,
+        "epochs": 40,
+        "epochs trained": 12 + 2 * s + (c % 2) * 4,
         "best epoch": 4,
+        "regime": "frozen",
         "lr": 1e-3,
         "lambda_D": np.where(np.isin(np.array(VARIANTS)[v], ["distill", "nhl"]), 1.0, 0.0),
+        "norm": "own",
         "center_design": "auto",
         "nested_targets": True,
     })
+
+
+def with_reference_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` plus the committed table's reference-code rows: CSQ on fashion-mnist-100 as
+    ``weighting`` with ``norm="shortest"`` and with ``nested_targets=False``, seeds 0 and 1."""
+    base = table[(table["dataset"] == "fashion-mnist-100") & (table["method"] == "csq")
+                 & (table["variant"] == "weighting") & (table["seed"] < 2)]
+    norm = base.assign(norm="shortest", firing=0.0)
+    centres = base.assign(nested_targets=False, mAP=base["mAP"] - 0.02, firing=0.05)
+    return pd.concat([table, norm, centres], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -316,28 +331,31 @@ def test_without_cutoff_columns_only_map(table):
 # ------------------------------------------------------------------------------ committed tables
 def test_default_reads_the_committed_table(tmp_path, monkeypatch, table):
     monkeypatch.setenv("NHL_RESULTS", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="python -m nhl study ablation"):
+    with pytest.raises(FileNotFoundError, match="python -m nhl study frozen-ablation"):
         AblationExplorer()
-    table.to_csv(tmp_path / "ablation.csv", index=False)
+    with_reference_rows(table).to_csv(tmp_path / "frozen-ablation.csv", index=False)
     ex = AblationExplorer()
     assert ex.datasets == ("fashion-mnist", "fashion-mnist-100")
-    assert ex.last.mean.shape == (5, 4)
+    assert ex.all_variants == ("plain", "weighting", "distill", "nhl", "shortest-norm",
+                               "independent-centres")
+    assert ex.last.mean.shape == (5, 4)  # the reference variants start switched off
     assert ex.source is None  # no stamp next to the table
-    stamp = {"what": "plain / weighting / distillation / both, three seeds",
-             "command": "python -m nhl study ablation", "date": "2026-01-02T00:00:00+00:00",
-             "package_version": "0.1.0", "threads per worker": 1}
-    (tmp_path / "ablation.json").write_text(json.dumps(stamp))
+    stamp = {"what": "plain / weighting / distillation / both and the reference variants, frozen",
+             "command": "python -m nhl study frozen-ablation", "date": "2026-01-02T00:00:00+00:00",
+             "package_version": "0.3.0", "threads per worker": 1}
+    (tmp_path / "frozen-ablation.json").write_text(json.dumps(stamp))
     ex = AblationExplorer()
-    assert ex.source.startswith("results/ablation.csv: plain / weighting")
+    assert ex.source.startswith("results/frozen-ablation.csv: plain / weighting")
     assert html.escape(ex.source) in ex.values.value
     ex = AblationExplorer(table=table, source="computed from 108 runs")
     assert "computed from 108 runs" in ex.values.value
-    # the seeds study's single-length baselines as a fifth variant, for the ablation's runs only
+    # the frozen study's single-length baselines as a further variant, for the ablation's runs only
     single = table[table["variant"] == "nhl"].assign(variant="single", mAP=0.5)
     other = single[single["seed"] == 0].assign(seed=7)  # a seed the ablation lacks
     pd.concat([single, other, table[table["variant"] == "nhl"]]).to_csv(
-        tmp_path / "seeds.csv", index=False)
+        tmp_path / "frozen.csv", index=False)
     both = load_table(with_single=True)
+    both = both[~both["variant"].isin(["shortest-norm", "independent-centres"])]
     assert len(both) == len(table) + len(single)
     ex = AblationExplorer(table=both)
     assert ex.all_variants == ("single", "plain", "weighting", "distill", "nhl")
@@ -345,3 +363,61 @@ def test_default_reads_the_committed_table(tmp_path, monkeypatch, table):
     ex = AblationExplorer(table=both, reference="single", variants=["single", "nhl"])
     assert ex.last.paired.index.tolist() == ["nhl"]
     assert ex.last.summary.split(": ")[1].startswith("nhl - single = ")
+
+
+# ------------------------------------------------------------------------------ the converged table
+def test_reference_code_variants_are_variants_of_their_own(table):
+    raw = with_reference_rows(table)
+    with pytest.raises(ValueError, match="label_reference_variants"):
+        AblationExplorer(table=raw)  # two rows per (dataset, method, variant, seed, bits)
+    labelled = label_reference_variants(raw)
+    assert labelled is not raw and (raw["variant"] != "shortest-norm").all()  # the input is kept
+    counts = labelled["variant"].value_counts()
+    assert counts["shortest-norm"] == counts["independent-centres"] == 2 * len(LENGTHS)
+    assert label_reference_variants(table) is table  # nothing to label: unchanged
+    ex = AblationExplorer(table=labelled, dataset="fashion-mnist-100", method="csq")
+    assert ex.last.variants == VARIANTS  # off at the start
+    assert ex.last.note.endswith("; 3 seeds")  # the note counts the variants shown
+    view = ex.update(variants=list(VARIANTS) + ["shortest-norm", "independent-centres"], bits=16)
+    assert view.variants[-2:] == ("shortest-norm", "independent-centres")
+    assert view.note.endswith("; 2-3 seeds (by variant)")
+    assert view.seeds["independent-centres"] == 2
+    rows = labelled[(labelled["dataset"] == "fashion-mnist-100") & (labelled["method"] == "csq")]
+    ref = statistics.paired(rows, "independent-centres", "plain")
+    assert view.paired.at["independent-centres", "diff"] == pytest.approx(
+        ref.loc[ref["bits"].astype(str) == "16", "diff"].iloc[0])
+    assert view.paired.at["independent-centres", "n"] == 2  # paired on the seeds both have
+    # they use the weighting: their firing rates are shown
+    assert view.firing.loc["independent-centres", "mean"] == pytest.approx(0.05)
+    assert view.firing.loc["shortest-norm", "mean"] == 0
+    # other datasets lack them: nothing drawn for them, no error
+    other = ex.update(dataset="fashion-mnist", method="dhn")
+    assert other.variants == VARIANTS
+
+
+def test_note_names_the_regime_epochs_and_seeds(explorer, table):
+    view = explorer.update(dataset="fashion-mnist-100", method="lcdsh")
+    rows = _slice(table, "fashion-mnist-100", "lcdsh")
+    lo, hi = int(rows["epochs trained"].min()), int(rows["epochs trained"].max())
+    assert view.note == (f"frozen regime, trained to convergence (early stopping: {lo}-{hi} of at "
+                         "most 40 epochs); 3 seeds")
+    assert 'class="nhl-ablation-note"' in explorer.values.value
+    assert html.escape(view.note) in explorer.values.value
+    scratch = table.drop(columns=["regime", "epochs trained"]).assign(epochs=5)
+    assert AblationExplorer(table=scratch).last.note == "scratch regime, 5 epochs; 3 seeds"
+
+
+def test_dropdowns_read_the_table(table):
+    more = pd.concat([table, _slice(table, "fashion-mnist", "dhn").assign(method="dtsh")],
+                     ignore_index=True)
+    ex = AblationExplorer(table=more)
+    assert list(ex.method_dropdown.options) == ["csq", "dhn", "dtsh"]
+    assert list(ex.dataset_dropdown.options) == ["fashion-mnist", "fashion-mnist-100"]
+
+
+def test_legend_sits_beside_the_lengths_panel(explorer):
+    fig = explorer.figure()
+    ax_len = fig.axes[0]
+    fig.canvas.draw()
+    legend = ax_len.get_legend().get_window_extent()
+    assert legend.x0 >= ax_len.get_window_extent().x1 - 1  # right of the axes: over no point

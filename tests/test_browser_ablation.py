@@ -3,9 +3,11 @@
 Starts JupyterLab on a free localhost port (quick mode, news and update checks off, autosave
 off; the helpers of ``test_browser.py``), opens ``notebooks/04_distillation_ablation.ipynb``,
 runs all cells from the Run menu, waits for the ablation explorer
-(``.nhl-ablation .nhl-ablation-values``), moves the code-length slider one step with the
-keyboard and picks another base method in the method dropdown, and checks after each that the
-widget redrew (its ``data-bits`` / ``data-method`` and ``data-values`` attributes changed). A
+(``.nhl-ablation .nhl-ablation-values``) over the converged ablation table and its note on the
+regime and seeds (``.nhl-ablation-note``), moves the code-length slider one step with the
+keyboard and picks another base method in the method dropdown (its options read from the table),
+and checks after each that the widget redrew (its ``data-bits`` / ``data-method`` and
+``data-values`` attributes changed) and still names the regime. A
 screenshot goes to ``build/ablation-explorer.png``. Skipped when Chromium or Playwright is
 missing, except under CI (``CI=true``), where that is a failure.
 
@@ -42,10 +44,11 @@ from test_browser import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "04_distillation_ablation.ipynb"
 SCREENSHOT = "ablation-explorer.png"
-RUN_TIMEOUT_S = 480  # all cells of notebook 04 run (it trains its quick-mode ablation runs)
+RUN_TIMEOUT_S = 480  # all cells of notebook 04 run (it trains its quick-mode probe runs)
 CHANGE_TIMEOUT_S = 60  # the widget redrawn after a control changed
 WIDGET = ".nhl-ablation"
 VALUES = ".nhl-ablation .nhl-ablation-values"  # the live widget's values (not a snapshot)
+NOTE = ".nhl-ablation .nhl-ablation-values .nhl-ablation-note"  # regime, epochs and seeds
 
 pytestmark = pytest.mark.browser
 
@@ -85,6 +88,8 @@ def _change_length_and_method(page, build: Path, screenshot: str = SCREENSHOT) -
     lengths = (before["lengths"] or "").split()
     assert before["values"] and len(lengths) > 1, f"the explorer shows too little: {before}"
     assert before["bits"] in lengths
+    note = page.locator(NOTE).first.inner_text()
+    assert "regime" in note and "seeds" in note, f"the explorer does not name its regime: {note!r}"
 
     # 1. the code length, one step along the slider (down from the longest length)
     i = lengths.index(before["bits"])
@@ -113,6 +118,7 @@ def _change_length_and_method(page, build: Path, screenshot: str = SCREENSHOT) -
         assert switched["method"] == others[0]
         assert switched["values"] != moved["values"]
         assert switched["dataset"] == moved["dataset"]
+        assert "regime" in page.locator(NOTE).first.inner_text()
     page.wait_for_timeout(500)  # let the new plots paint
     page.locator(WIDGET).first.screenshot(path=str(build / screenshot))
 

@@ -31,10 +31,13 @@ def test_effects_plot_one_panel_per_dataset_with_cis():
     assert len(axes) == 2
     for ax, d in zip(axes, ("d1", "d2")):
         assert d in ax.get_title() and "95 % CI over 3 seeds" in ax.get_title()
-        assert ax.get_xlabel() == "base method" and "difference" in ax.get_ylabel()
+        assert ax.get_xlabel() == "base method"
         assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert "difference" in axes[0].get_ylabel() and "variant - plain" in axes[0].get_ylabel()
+    labels = [t.get_text() for t in axes[-1].get_legend().get_texts()]
     assert labels == ["weighting - plain", "distill - plain", "nhl - plain"]
+    legend = axes[-1].get_legend()
+    assert legend.get_bbox_to_anchor().x0 > axes[-1].get_window_extent().x1 - 1  # beside, not over the data
     with pytest.raises(ValueError, match="columns"):
         ablation.effects_plot(_ablation_table().drop(columns="seed"))
     with pytest.raises(ValueError, match="variants"):
@@ -51,15 +54,27 @@ def _terms():
     return pd.DataFrame(rows)
 
 
-def test_term_plot_linear_ratio_axis_from_zero_and_cosine_range():
-    ax_r, ax_c = ablation.term_plot(_terms())
-    assert ax_r.get_ylim()[0] == 0 and ax_r.get_ylim()[1] >= 1.2
-    assert ax_r.get_yscale() == "linear"
-    assert ax_c.get_ylim() == (-1, 1)
-    assert ax_r.get_title() and ax_c.get_title() and ax_r.get_xlabel() == "training step"
-    assert [t.get_text() for t in ax_r.get_legend().get_texts()] == ["dhn", "csq"]
-    assert [t.get_text() for t in ax_c.get_legend().get_texts()] == ["8 bits", "16 bits"]
-    assert len(ax_r.lines) == 2 * 2 + 1  # methods x lengths + the line at 1
+def test_term_plot_one_ratio_panel_per_method_on_a_shared_axis_and_the_cosines():
+    from matplotlib.colors import to_hex
+
+    ax_dhn, ax_csq, ax_c = ablation.term_plot(_terms())
+    for ax, m in ((ax_dhn, "dhn"), (ax_csq, "csq")):
+        assert ax.get_title().startswith(m) and ax.get_xlabel() == "training step"
+        assert ax.get_ylim() == ax_dhn.get_ylim()  # one y scale: the methods compare
+        assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 1.2 and ax.get_yscale() == "linear"
+    assert len(ax_dhn.lines) == 2 + 1  # one line per length + the line at 1
+    assert [line.get_label() for line in ax_dhn.lines[:2]] == ["8 bits", "16 bits"]
+    # the package's colour per length, whichever lengths a figure shows
+    colours = ablation.length_colours((8, 16, 32, 64, 128))
+    assert [to_hex(line.get_color()) for line in ax_dhn.lines[:2]] == [to_hex(colours[8]), to_hex(colours[16])]
+    assert ablation.length_colours((16, 64)) == {16: colours[16], 64: colours[64]}
+    # csq's ratios (0.05) sit near 0 on the shared axis: an inset zooms in
+    assert [c for c in ax_csq.child_axes] and not ax_dhn.child_axes
+    assert ax_c.get_ylim() == (-1, 1) and ax_c.get_title()
+    assert [t.get_text() for t in ax_c.get_xticklabels()] == ["8", "16"]
+    texts = [t.get_text() for legend in ax_c.artists + [ax_c.get_legend()] if hasattr(legend, "get_texts")
+             for t in legend.get_texts()]
+    assert "8 bits" in texts and any(t.startswith("dhn") for t in texts) and any(t.startswith("csq") for t in texts)
     with pytest.raises(ValueError, match="empty"):
         ablation.term_plot(_terms().iloc[:0])
 
@@ -88,9 +103,14 @@ def test_lambda_plot_panels_per_method_and_flags_truncated_axes():
     assert np.isfinite(stats["ci95"]).all()
 
 
-def test_effects_plot_keeps_zero_in_view():
+def test_effects_plot_keeps_zero_in_view_and_shares_the_y_scale():
     t = _ablation_table()
     t.loc[t["variant"] != "plain", "mAP"] += 0.05  # every difference far above 0
-    for ax in ablation.effects_plot(t):
+    t.loc[(t["dataset"] == "d2") & (t["variant"] == "nhl"), "mAP"] += 0.2  # one panel with a larger range
+    axes = ablation.effects_plot(t)
+    for ax in axes:
         lo, hi = ax.get_ylim()
         assert lo < 0 < hi
+    assert axes[0].get_ylim() == axes[1].get_ylim() and axes[0].get_ylim()[1] > 0.25
+    own = ablation.effects_plot(t, sharey=False)
+    assert own[0].get_ylim()[1] < 0.25 < own[1].get_ylim()[1]

@@ -1,16 +1,17 @@
 """Figures of the ablation notebook: what the weighting and the distillation each contribute.
 
 * :func:`effects_plot`: each variant minus ``plain`` trained with the same seed, averaged over
-  lengths, with 95 % confidence intervals, one panel per dataset (the committed ``ablation``
-  table, docs/method.md §9);
+  lengths, with 95 % confidence intervals, one panel per dataset on a shared y axis (an ablation
+  table such as ``results/frozen-ablation.csv``, docs/method.md §9);
 * :func:`term_plot`: the distillation term's gradient on ``W`` against the base loss's over
-  training steps, ratio and cosine per length (:func:`nhl.studies.probes.record_terms`,
-  docs/method.md §4);
+  training steps: the ratio per length, one panel per method on a shared y axis, and the cosine
+  of the two gradients per length (:func:`nhl.studies.probes.record_terms`, docs/method.md §4);
 * :func:`lambda_plot`: mAP per length against the distillation strength lambda_D with error bars
   over seeds (:func:`nhl.studies.report.lambda_stats`).
 
 Every function draws on ``axes`` (a new figure when ``None``), titles each panel with what it
-shows, flags a y axis that does not start at 0, and returns the axes.
+shows, flags a y axis that does not start at 0, and returns the axes. Code lengths have one colour
+each, the same in every figure of the package (:func:`length_colours`).
 """
 
 from __future__ import annotations
@@ -20,22 +21,41 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..layer import DEFAULT_BITS
 from ..studies.statistics import paired
 from .curves import flag_truncated_y
 
-__all__ = ["effects_plot", "lambda_plot", "term_plot"]
+__all__ = ["effects_plot", "lambda_plot", "length_colours", "term_plot"]
 
 #: Colours of the ablation variants (the same as :mod:`nhl.tutorial.ablation_explorer`).
 VARIANT_COLOURS = {"weighting": "#1f77b4", "distill": "#ff7f0e", "nhl": "#2ca02c", "plain": "#7f7f7f"}
-_METHOD_STYLE = ("-", "--", ":", "-.")
+_LENGTH_MARKERS = ("o", "s", "^", "D", "v")  # as nhl.plots.curves: one marker per length
 
 
-def _panels(axes, n: int, width: float, height: float):
+def length_colours(bits: Sequence[int]) -> dict[int, tuple]:
+    """One colour per code length: the package's (:func:`nhl.plots.codes.block_colors` of the
+    default lengths 8-128) for those lengths, so a length keeps its colour when a figure shows only
+    some of them; other lengths get the palette spread over their own list."""
+    from .codes import block_colors
+
+    bits = sorted(int(b) for b in bits)
+    if set(bits) <= set(DEFAULT_BITS):
+        return {b: c for b, c in zip(DEFAULT_BITS, block_colors(DEFAULT_BITS)) if b in bits}
+    return dict(zip(bits, block_colors(bits)))
+
+
+def _length_markers(bits: Sequence[int]) -> dict[int, str]:
+    """One marker per code length (by its place among the default lengths where it is one)."""
+    order = list(DEFAULT_BITS) if set(bits) <= set(DEFAULT_BITS) else sorted(bits)
+    return {b: _LENGTH_MARKERS[order.index(b) % len(_LENGTH_MARKERS)] for b in bits}
+
+
+def _panels(axes, n: int, width: float, height: float, sharey: bool = False):
     import matplotlib.pyplot as plt
 
     if axes is None:
         _, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False,
-                               layout="constrained")
+                               layout="constrained", sharey=sharey)
     axes = np.atleast_1d(axes).ravel()
     if axes.size != n:
         raise ValueError(f"need {n} axes (one per panel), got {axes.size}")
@@ -55,18 +75,22 @@ def effects_plot(
     variants: Sequence[str] = ("weighting", "distill", "nhl"),
     value: str = "mAP",
     axes=None,
+    sharey: bool = True,
 ):
     """Per dataset: each of ``variants`` minus ``reference`` (same seed), mean over lengths.
 
     ``table``: a long ablation table (``dataset``, ``method``, ``variant``, ``seed``, ``bits``
-    and ``value``). Points are the mean paired difference, bars the 95 % CI over seeds
-    (:func:`nhl.studies.statistics.paired`); a bar that crosses the zero line is a difference the seeds
-    cannot tell from none. Panels keep their own y range.
+    and ``value``), e.g. ``nhl.studies.claims.as_recorded_ablation(results.load("frozen-ablation"))``.
+    Points are the mean paired difference, bars the 95 % CI over seeds
+    (:func:`nhl.studies.statistics.paired`); a bar that crosses the zero line is a difference the
+    seeds cannot tell from none. The panels share one y axis (``sharey``), so a difference looks
+    as large in every panel as it is; each title gives its seeds. The legend sits beside the last
+    panel, outside the data.
     """
     need = {"dataset", "method", "variant", "seed", "bits", value}
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
         raise ValueError(f"table must be a DataFrame with columns {sorted(need)}, e.g. "
-                         "nhl.studies.results.get('ablation')[0]")
+                         "nhl.studies.results.load('frozen-ablation')")
     variants = [v for v in variants if v in set(table["variant"])]
     if not variants:
         raise ValueError("none of the variants is in the table")
@@ -74,7 +98,7 @@ def effects_plot(
     p = pd.concat(parts, ignore_index=True)
     p = p[p["bits"] == "mean"]
     datasets = list(dict.fromkeys(table["dataset"]))
-    axes = _panels(axes, len(datasets), 4.4, 3.8)
+    axes = _panels(axes, len(datasets), 4.2, 3.8, sharey=sharey)
     width = 0.7 / len(variants)
     for ax, dataset in zip(axes, datasets):
         g = p[p["dataset"] == dataset]
@@ -85,61 +109,99 @@ def effects_plot(
             ax.errorbar(x, s["diff"], yerr=s["ci95"].fillna(0), fmt="o", capsize=4,
                         color=VARIANT_COLOURS.get(v), label=f"{v} - {reference}")
         ax.axhline(0, color="0.3", linewidth=0.9)
-        _include_zero(ax)
         ax.set_xticks(range(len(methods)), methods)
         ax.set_xlabel("base method")
-        ax.set_ylabel(f"{value} difference (mean over lengths)")
+        ax.set_ylabel(f"{value} difference, variant - {reference}\n(same seed, mean over lengths)")
         n = int(g["n"].max()) if len(g) else 0
-        ax.set_title(f"{dataset}\nvariant - {reference}, same seed; 95 % CI over {n} seeds",
-                     fontsize=10)
-    axes[0].legend(fontsize=8)
+        ax.set_title(f"{dataset}\npaired, 95 % CI over {n} seeds", fontsize=10)
+    for ax in axes:
+        _include_zero(ax)
+    if sharey:
+        for ax in axes[1:]:
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=True)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return axes
 
 
 def term_plot(frame: pd.DataFrame, axes=None):
-    """Distillation against base-loss gradient on ``W`` over training, one line per length.
+    """Distillation against base-loss gradient on ``W`` over training, per length.
 
     ``frame``: :func:`nhl.studies.probes.record_terms` rows (several methods may be
-    concatenated; each gets its own line style). Left: the ratio
-    ``||lambda_D dSP_k/dW|| / ||d loss_k/dW||`` on a linear axis from 0 (1 = as large as the
-    base loss's own gradient); right: the cosine between the two gradients (0 = orthogonal).
+    concatenated). One panel per method with the ratio ``||lambda_D dSP_k/dW|| / ||d loss_k/dW||``
+    against the training step, one line per student length, on one linear y axis from 0 shared by
+    the methods (1 = as large as the base loss's own gradient); a last panel with the cosine
+    between the two gradients at every recorded step, per student length and method (0 =
+    orthogonal), with the median marked: one colour and marker per length everywhere, the
+    methods side by side (the first filled, the others hollow). Returns the axes (methods...,
+    cosine).
     """
     need = {"method", "iteration", "bits", "ratio", "cosine"}
     if not isinstance(frame, pd.DataFrame) or not need <= set(frame.columns):
         raise ValueError(f"frame must have the columns {sorted(need)} (nhl.studies.probes.record_terms)")
     if frame.empty:
         raise ValueError("frame is empty: nothing to draw")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    ax_r, ax_c = _panels(axes, 2, 5.6, 4.0)
     methods = list(dict.fromkeys(frame["method"]))
-    bits = sorted(frame["bits"].unique())
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(bits)))
+    bits = sorted(int(b) for b in frame["bits"].unique())
+    colours, markers = length_colours(bits), _length_markers(bits)
+    axes = _panels(axes, len(methods) + 1, 4.0, 3.8)
+    ratio_axes, ax_c = list(axes[:-1]), axes[-1]
+    top = max(1.1, float(frame["ratio"].max()) * 1.05)
+    for ax, m in zip(ratio_axes, methods):
+        rows = frame[frame["method"] == m]
+        small = float(rows["ratio"].max()) < 0.3 * top  # lines packed near 0: zoom in an inset
+        targets = [ax, ax.inset_axes([0.3, 0.5, 0.66, 0.42])] if small else [ax]
+        for target in targets:
+            for b in bits:
+                g = rows[rows["bits"] == b].sort_values("iteration")
+                target.plot(g["iteration"], g["ratio"], "-", color=colours[b], marker=markers[b], ms=4,
+                            mfc="none", mew=1.1, linewidth=1.3, label=f"{b} bits")
+        if small:
+            inset = targets[1]
+            inset.set_ylim(0, float(rows["ratio"].max()) * 1.15)
+            inset.tick_params(labelsize=7)
+            inset.set_title("zoom (own y scale)", fontsize=8, pad=2)
+            inset.set_facecolor("white")
+        ax.axhline(1, color="0.3", linewidth=0.8, linestyle=":")
+        ax.set_ylim(0, top)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("distillation / base-loss gradient norm")
+        ax.set_title(f"{m}: how strong is the distillation pull on W?\n(1 = as strong as the base loss)",
+                     fontsize=10)
+
+    width = 0.7 / len(methods)
+    rng = np.random.default_rng(0)  # a fixed jitter: the figure is the same on every run
     for j, m in enumerate(methods):
-        style = _METHOD_STYLE[j % len(_METHOD_STYLE)]
-        for colour, b in zip(colours, bits):
-            g = frame[(frame["method"] == m) & (frame["bits"] == b)].sort_values("iteration")
-            for ax, col in ((ax_r, "ratio"), (ax_c, "cosine")):
-                ax.plot(g["iteration"], g[col], style, color=colour, marker=".")
-    ax_r.axhline(1, color="0.3", linewidth=0.8, linestyle=":")
-    ax_r.set_ylim(0, max(1.1, float(frame["ratio"].max()) * 1.05))
-    ax_r.set_xlabel("training step")
-    ax_r.set_ylabel("distillation / base-loss gradient norm")
-    ax_r.set_title("How strong is the distillation pull on W?\n(1 = as strong as the base loss)",
-                   fontsize=10)
-    ax_r.legend(handles=[Line2D([], [], color="0.2", linestyle=_METHOD_STYLE[j % 4], label=m)
-                         for j, m in enumerate(methods)], fontsize=8, title="method",
-                title_fontsize=8, loc="upper right")
+        for i, b in enumerate(bits):
+            c = frame.loc[(frame["method"] == m) & (frame["bits"] == b), "cosine"].to_numpy(float)
+            x = i + (j - (len(methods) - 1) / 2) * width
+            face = colours[b] if j == 0 else "none"
+            ax_c.scatter(x + rng.uniform(-0.25, 0.25, len(c)) * width, c, s=14, marker=markers[b],
+                         facecolors=face, edgecolors=colours[b], linewidths=0.9, alpha=0.8)
+            if len(c):
+                ax_c.plot([x - 0.4 * width, x + 0.4 * width], [np.median(c)] * 2, color="0.15",
+                          linewidth=2)
     ax_c.axhline(0, color="0.3", linewidth=0.8)
     ax_c.set_ylim(-1, 1)
-    ax_c.set_xlabel("training step")
+    ax_c.set_xticks(range(len(bits)), [str(b) for b in bits])
+    ax_c.set_xlabel("student length (bits)")
     ax_c.set_ylabel("cosine(base gradient, distillation gradient)")
-    ax_c.set_title("Do the two pulls agree?\n(0 = orthogonal, 1 = same direction)", fontsize=10)
-    ax_c.legend(handles=[Line2D([], [], color=c, marker=".", label=f"{b} bits")
-                         for c, b in zip(colours, bits)], fontsize=8, title="student length",
-                title_fontsize=8, loc="lower right", ncol=2)
-    return ax_r, ax_c
+    ax_c.set_title("Do the two pulls agree? every recorded step\n(0 = orthogonal; bar = median)",
+                   fontsize=10)
+    lengths = ax_c.legend(handles=[Line2D([], [], color=colours[b], marker=markers[b], mfc="none",
+                                          label=f"{b} bits") for b in bits],
+                          fontsize=8, title="student length", title_fontsize=8, loc="upper left",
+                          ncol=2)
+    ax_c.add_artist(lengths)
+    ax_c.legend(handles=[Line2D([], [], color="0.35", marker="o", linestyle="",
+                                markerfacecolor="0.35" if j == 0 else "none",
+                                label=f"{m} ({'filled' if j == 0 else 'hollow'}, "
+                                      f"{'left' if j == 0 else 'right'})")
+                         for j, m in enumerate(methods)],
+                fontsize=8, title="method", title_fontsize=8, loc="lower right")
+    return axes
 
 
 def lambda_plot(stats: pd.DataFrame, error: str = "ci95", dataset: str | None = None, axes=None):
@@ -153,22 +215,20 @@ def lambda_plot(stats: pd.DataFrame, error: str = "ci95", dataset: str | None = 
     need = {"method", "lambda_D", "bits", "mean", error}
     if not isinstance(stats, pd.DataFrame) or not need <= set(stats.columns):
         raise ValueError(f"stats must have the columns {sorted(need)} (nhl.studies.report.lambda_stats)")
-    import matplotlib.pyplot as plt
-
     methods = list(dict.fromkeys(stats["method"]))
     lams = sorted(stats["lambda_D"].unique())
-    bits = sorted(stats["bits"].unique())
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(bits)))
+    bits = sorted(int(b) for b in stats["bits"].unique())
+    colours = length_colours(bits)
     axes = _panels(axes, len(methods), 5.2, 4.0)
     what = "95 % CI" if error == "ci95" else "sd"
     n = int(stats["n"].max()) if "n" in stats else None
     for ax, m in zip(axes, methods):
         g = stats[stats["method"] == m]
-        for k, (colour, b) in enumerate(zip(colours, bits)):
+        for k, b in enumerate(bits):
             s = g[g["bits"] == b].set_index("lambda_D").reindex(lams)
-            x = np.arange(len(lams)) + (k - (len(bits) - 1) / 2) * 0.04
+            x = np.arange(len(lams)) + (k - (len(bits) - 1) / 2) * 0.08  # apart: equal means stay visible
             ax.errorbar(x, s["mean"], yerr=s[error].fillna(0), marker="o", capsize=3,
-                        color=colour, label=f"{b} bits")
+                        color=colours[b], label=f"{b} bits")
         ax.set_xticks(range(len(lams)), [f"{x:g}" for x in lams])
         ax.set_xlabel(r"distillation strength $\lambda_D$")
         ax.set_ylabel("mAP@ALL, mean over seeds")

@@ -1,11 +1,14 @@
-"""An interactive explorer of the method's ablation (the committed ``results/ablation.csv``).
+"""An interactive explorer of the method's ablation (the committed ``results/frozen-ablation.csv``).
 
 The ablation (docs/method.md §9) trains every base loss four ways: ``plain`` nested training
 (uniform weights, no distillation), ``weighting`` only (the dominance-aware dynamic weighting,
 docs/method.md §3), ``distill`` only (the long-short cascade self-distillation, docs/method.md
 §4) and ``nhl`` (both). The paper's claim is an ordering: the full NHL is at least as good
 as without the weighting (``nhl >= distill``), and without the distillation at least as good as
-without both (``weighting >= plain``).
+without both (``weighting >= plain``). The committed table is the frozen regime's, every model
+trained to convergence (early stopping), with ten seeds on ``fashion-mnist-100`` and five on the
+other sets; its CSQ rows on ``fashion-mnist-100`` also hold the public reference code's variants
+(:data:`REFERENCE_VARIANTS`), which :func:`load_table` shows as variants of their own.
 
 :class:`AblationExplorer` puts ipywidgets controls (dataset, base method, variants, code length,
 metric) over such a table and on every change redraws, as one PNG,
@@ -15,9 +18,10 @@ metric) over such a table and on every change redraws, as one PNG,
 2. each variant minus ``plain`` trained with the same seed at the chosen length: mean and 95 %
    confidence interval over seeds (:func:`nhl.studies.statistics.paired`), with a zero line;
 3. how often the dominance rule fired (share of training steps with any alpha < 1) for the
-   variants that use it, mean and range over seeds (:func:`nhl.studies.statistics.firing_rates`);
+   variants that use it (the reference code's variants included), mean and range over seeds;
 
-plus a one-line summary. The element with CSS class ``nhl-ablation-values`` (inside the
+plus a one-line summary and a note on the regime, seeds and epochs the numbers come from
+(:attr:`AblationView.note`). The element with CSS class ``nhl-ablation-values`` (inside the
 container of class ``nhl-ablation``) carries ``data-dataset``, ``data-method``, ``data-bits``,
 ``data-metric``, ``data-variants``, ``data-lengths`` and ``data-values`` (the plotted numbers as
 JSON) so a browser test can see the redraw. The constructor renders the initial state, and
@@ -46,9 +50,11 @@ __all__ = [
     "AblationExplorer",
     "AblationView",
     "METRICS",
+    "REFERENCE_VARIANTS",
     "REQUIRED_COLUMNS",
     "VARIANT_COLOURS",
     "check_table",
+    "label_reference_variants",
     "load_table",
 ]
 
@@ -56,10 +62,18 @@ __all__ = [
 REQUIRED_COLUMNS = ("dataset", "method", "variant", "seed", "bits", "mAP", "firing")
 #: The metrics it can show: tie-aware mAP over the whole database, and at the dataset's cut-off.
 METRICS = ("mAP", "mAP@K")
+#: The public reference code's variants of the weighting (docs/method.md §10), as rows of an
+#: ablation table mark them (column, value), and the variant name :func:`label_reference_variants`
+#: gives them: the threshold from the shortest code's gradient norm (``norm="shortest"``) and
+#: independent per-length centres (``nested_targets=False``).
+REFERENCE_VARIANTS = {
+    "shortest-norm": ("norm", "shortest"),
+    "independent-centres": ("nested_targets", "False"),
+}
 #: Variants that use the dominance-aware weighting (docs/method.md §3).
-WEIGHTED = ("weighting", "nhl")
+WEIGHTED = ("weighting", "nhl", *REFERENCE_VARIANTS)
 #: Display order of the known variants (others follow, sorted).
-ORDER = ("single", "plain", "weighting", "distill", "nhl")
+ORDER = ("single", "plain", "weighting", "distill", "nhl", *REFERENCE_VARIANTS)
 #: One colour (and marker) per variant, shared by all three panels.
 VARIANT_COLOURS = {
     "single": "#9467bd",
@@ -73,17 +87,37 @@ _SPARE_COLOURS = ("#d62728", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 _OFFSET = 0.07  # horizontal offset between variants, in log2 units of code length
 
 
-def load_table(with_single: bool = False, folder: str | Path | None = None) -> pd.DataFrame:
-    """The committed ablation table (``results/ablation.csv``, :func:`nhl.studies.results.load`).
+def label_reference_variants(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the rows of the reference code's variants (:data:`REFERENCE_VARIANTS`:
+    ``norm == "shortest"``, ``nested_targets == False``) renamed to variants of their own
+    (``shortest-norm``, ``independent-centres``), so that every (dataset, method, variant, seed,
+    bits) has one row. Tables without those columns come back unchanged."""
+    out = table
+    for name, (column, value) in REFERENCE_VARIANTS.items():
+        if column in out:
+            marked = out[column].astype(str) == value
+            if marked.any():
+                out = out.copy() if out is table else out
+                out.loc[marked, "variant"] = name
+    return out
 
-    ``with_single``: also the single-length baselines of the ``seeds`` study (variant
-    ``single``) for the datasets, methods and seeds of the ablation, as a fifth variant.
+
+def load_table(with_single: bool = False, folder: str | Path | None = None,
+               name: str = "frozen-ablation") -> pd.DataFrame:
+    """A committed ablation table (``results/frozen-ablation.csv`` by default,
+    :func:`nhl.studies.results.load`), the reference code's variants labelled as their own
+    (:func:`label_reference_variants`).
+
+    ``with_single``: also the single-length baselines of the same regime's study (``frozen`` for
+    ``frozen-ablation``; variant ``single``) for the datasets, methods and seeds of the ablation,
+    as a further variant.
     """
-    table = results.load("ablation", folder)
+    table = label_reference_variants(results.load(name, folder))
     if not with_single:
         return table
-    seeds = results.load("seeds", folder)
-    single = seeds[seeds["variant"] == "single"]
+    study = "frozen" if name == "frozen-ablation" else "seeds"
+    other = results.load(study, folder)
+    single = other[other["variant"] == "single"]
     keys = ["dataset", "method", "seed"]
     runs = table[keys].drop_duplicates()
     return pd.concat([table, single.merge(runs, on=keys)], ignore_index=True)
@@ -104,7 +138,8 @@ def _colour(variant: str, order: Sequence[str]) -> str:
 def _percent(x: float) -> str:
     if not np.isfinite(x):
         return "n/a"
-    return f"{100 * x:.1f} %" if 0 < x < 0.01 else f"{100 * x:.0f} %"
+    # one decimal near 0 and near 1, where whole percents would read as "never" or "always"
+    return f"{100 * x:.1f} %" if 0 < x < 0.01 or 0.99 < x < 1 else f"{100 * x:.0f} %"
 
 
 def _signed(x: float) -> str:
@@ -133,23 +168,46 @@ def _figure_png(fig) -> bytes:
 def check_table(table) -> pd.DataFrame:
     """Validate an ablation table (one row per run and code length); returns it unchanged."""
     if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame such as nhl.studies.results.load('ablation'), "
-                        f"got {type(table).__name__}")
+        raise TypeError(f"table must be a pandas DataFrame such as "
+                        f"nhl.tutorial.ablation_explorer.load_table(), got {type(table).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks the columns {missing}; an ablation table needs "
                          f"{list(REQUIRED_COLUMNS)} (plus topk and mAP@K for a cut-off), as "
-                         "nhl.studies.results.load('ablation') has")
+                         "nhl.studies.results.load('frozen-ablation') has")
     if table.empty:
-        raise ValueError("table has no rows; make the ablation with: python -m nhl study ablation")
+        raise ValueError("table has no rows; make the ablation with: python -m nhl study frozen-ablation")
     keys = ["dataset", "method", "variant", "seed", "bits"]
     dup = table.duplicated(keys, keep=False)
     if dup.any():
         example = table.loc[dup, keys].head(3).to_dict("records")
         raise ValueError(f"table has {int(dup.sum())} rows that repeat a (dataset, method, "
                          f"variant, seed, bits) combination, e.g. {example}; keep one row per "
-                         "run and length")
+                         "run and length (label_reference_variants names the reference code's "
+                         "variants)")
     return table
+
+
+def _note(rows: pd.DataFrame) -> str:
+    """Regime, seeds and epochs of one dataset / method's rows, e.g. ``frozen regime, trained
+    to convergence (early stopping: 9-28 of at most 40 epochs); 10 seeds``."""
+    seeds = rows.groupby("variant")["seed"].nunique()
+    n = (f"{int(seeds.min())} seeds" if seeds.min() == seeds.max()
+         else f"{int(seeds.min())}-{int(seeds.max())} seeds (by variant)")
+    regime = rows["regime"].dropna().unique() if "regime" in rows else []
+    where = f"{', '.join(map(str, regime))} regime" if len(regime) else "scratch regime"
+    if "epochs" in rows and len(rows):
+        most = int(rows["epochs"].max())
+        if "epochs trained" in rows and rows["epochs trained"].notna().any():
+            trained = rows["epochs trained"].dropna()
+            lo, hi = int(trained.min()), int(trained.max())
+            span = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            epochs = (f"trained to convergence (early stopping: {span} of at most {most} epochs)"
+                      if lo < most or hi < most else f"{most} epochs")
+        else:
+            epochs = f"{most} epochs"
+        return f"{where}, {epochs}; {n}"
+    return f"{where}; {n}"
 
 
 @dataclass(frozen=True)
@@ -163,7 +221,9 @@ class AblationView:
     summarised over seeds by :func:`nhl.studies.statistics.paired` (columns ``diff``, ``sd``, ``n``,
     ``ci95``, ``sign``).
     ``firing``: share of steps in which the dominance rule fired, ``mean`` / ``min`` / ``max``
-    over seeds, for the shown variants that use the weighting.
+    over seeds, for the shown variants that use the weighting. ``note``: the regime, epochs and
+    seeds of the shown variants' runs (all the dataset / method's runs when none is shown), e.g.
+    "frozen regime, trained to convergence (early stopping: 9-28 of at most 40 epochs); 10 seeds".
     """
 
     dataset: str
@@ -180,6 +240,7 @@ class AblationView:
     paired: pd.DataFrame
     firing: pd.DataFrame
     summary: str
+    note: str = ""
 
     @property
     def at_bits(self) -> pd.DataFrame:
@@ -205,7 +266,7 @@ class AblationExplorer:
 
     ``table``: a long table with one row per run and code length (columns
     :data:`REQUIRED_COLUMNS`, plus ``topk`` and ``mAP@K`` where a dataset has a cut-off), e.g.
-    ``nhl.studies.results.load("ablation")``, which is read when ``table`` is ``None``. ``dataset``,
+    :func:`load_table` (``results/frozen-ablation.csv``), which is read when ``table`` is ``None``. ``dataset``,
     ``method``, ``bits``, ``variants``, ``metric``: the initial controls (default: the first
     dataset and method, the middle length, every variant, ``mAP``). ``reference``: the variant
     the paired differences subtract (``plain``; ``single`` for the ``seeds`` table).
@@ -231,7 +292,7 @@ class AblationExplorer:
             table = load_table()
             if source is None:
                 try:
-                    source = results.describe_source("ablation")
+                    source = results.describe_source("frozen-ablation")
                 except (FileNotFoundError, KeyError, ValueError):  # no or an odd stamp
                     source = None
         self.table = check_table(table)
@@ -259,7 +320,11 @@ class AblationExplorer:
         method = self._methods[dataset][0] if method is None else self._check_method(dataset, method)
         lengths = self._lengths[dataset, method]
         bits = lengths[len(lengths) // 2] if bits is None else self._check_bits(dataset, method, bits)
-        variants = self.all_variants if variants is None else self._check_variants(variants)
+        if variants is None:  # the ablation's own variants; the reference code's are toggled on
+            variants = tuple(v for v in self.all_variants if v not in REFERENCE_VARIANTS) \
+                or self.all_variants
+        else:
+            variants = self._check_variants(variants)
         metric = self._check_metric(dataset, metric)
 
         self.dataset_dropdown = w.Dropdown(options=list(self.datasets), value=dataset,
@@ -470,10 +535,12 @@ class AblationExplorer:
             paired = pd.DataFrame(index=pd.Index(treated, name="variant"), columns=cols,
                                   dtype=float)
         weighted = [v for v in shown if v in WEIGHTED]
-        firing = (statistics.firing_rates(run).set_index("variant")[["mean", "min", "max"]]
+        per_run = run[run["variant"].isin(weighted)].drop_duplicates(["variant", "seed"])
+        firing = (per_run.groupby("variant")["firing"].agg(["mean", "min", "max"])
                   .reindex(weighted))
         view = AblationView(dataset, method, bits, metric, self.metric_label(dataset, metric),
-                            self.reference, shown, lengths, mean, sd, seeds, paired, firing, "")
+                            self.reference, shown, lengths, mean, sd, seeds, paired, firing, "",
+                            _note(rows if len(rows) else run))  # of the variants shown
         return replace(view, summary=self._summary_text(view))
 
     def _headline(self, view: AblationView) -> str | None:
@@ -552,6 +619,8 @@ class AblationExplorer:
             f"- {html.escape(view.reference)} (95 % CI)", "seeds", "rule fired"))
         table = (f'<table style="font-size:12px;border-collapse:collapse">'
                  f"<tr>{head}</tr>{''.join(rows)}</table>") if rows else ""
+        note = (f'<div class="nhl-ablation-note" style="font-size:11px;color:#555">'
+                f"{html.escape(view.note)}</div>" if view.note else "")
         source = (f'<div style="font-size:11px;color:#555">{html.escape(self.source)}</div>'
                   if self.source else "")
         return (
@@ -560,7 +629,7 @@ class AblationExplorer:
             f'data-metric="{attr(view.metric)}" data-variants="{attr(" ".join(view.variants))}" '
             f'data-lengths="{attr(" ".join(map(str, view.lengths)))}" '
             f'data-values="{attr(json.dumps(view.values(), sort_keys=True))}">'
-            f"<b>{html.escape(view.summary)}</b>{table}{source}</div>"
+            f"<b>{html.escape(view.summary)}</b>{note}{table}{source}</div>"
         )
 
     def _draw(self, view: AblationView, title: str | None = None):
@@ -568,8 +637,8 @@ class AblationExplorer:
         never shown twice in a notebook)."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(13.5, 3.9 if title is None else 4.3))
-        ax_len, ax_diff, ax_fire = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.3, 1.3, 1.0]})
+        fig = Figure(figsize=(14.5, 4.2 if title is None else 4.6))
+        ax_len, ax_diff, ax_fire = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.3, 1.5, 1.1]})
         self._draw_lengths(view, ax_len)
         self._draw_paired(view, ax_diff)
         self._draw_firing(view, ax_fire)
@@ -600,11 +669,11 @@ class AblationExplorer:
         ax.set_title(f"{view.dataset} / {view.method}: {view.metric_label} by code length")
         if view.variants:
             flag_truncated_y(ax)  # a y axis that does not start at 0 says so
-        seeds = sorted({int(s) for s in view.seeds.dropna()})
-        over = "-".join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds[:1])) or "0"
-        if view.variants:
-            ax.legend(fontsize=8, title=f"mean ± sample std over {over} seeds", title_fontsize=8,
-                      loc="best")
+        counts = sorted({int(s) for s in view.seeds.dropna()})  # seeds per variant
+        over = "-".join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts[:1])) or "0"
+        if view.variants:  # beside the panel: never over the points
+            ax.legend(fontsize=8, title=f"mean ± sample std\nover {over} seeds", title_fontsize=8,
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         else:
             ax.text(0.5, 0.5, "no variant selected", transform=ax.transAxes, ha="center")
 
@@ -617,14 +686,14 @@ class AblationExplorer:
                         color=_colour(v, self.all_variants), marker=_MARKERS.get(v, "o"),
                         markersize=7, capsize=5, linewidth=2)
             if np.isfinite(d):
-                ax.annotate(_signed(d), (i, d), textcoords="offset points", xytext=(8, 0),
-                            va="center", fontsize=8)
+                ax.annotate(_signed(d), (i, d), textcoords="offset points", xytext=(7, 0),
+                            va="center", fontsize=7)
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         lo, hi = ax.get_ylim()  # keep the zero line (what a difference is read against) in view
         pad = 0.05 * (hi - lo)
         ax.set_ylim(min(lo, -pad), max(hi, pad))
         ax.set_xticks(x)
-        ax.set_xticklabels(list(p.index))
+        ax.set_xticklabels(list(p.index), rotation=25, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, max(len(p), 1) - 0.4)
         ax.set_xlabel("variant")
         ax.set_ylabel(f"{view.metric_label} - {view.reference} (same seed)")
@@ -646,7 +715,7 @@ class AblationExplorer:
                 ax.annotate(_percent(m / 100), (i, top), textcoords="offset points",
                             xytext=(0, 3), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x)
-        ax.set_xticklabels(list(f.index))
+        ax.set_xticklabels(list(f.index), rotation=25, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, max(len(f), 1) - 0.4)
         top = np.nanmax(hi) if len(f) and np.isfinite(hi).any() else 0.0
         ax.set_ylim(0, max(5.0, 1.2 * top))
