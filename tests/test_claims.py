@@ -54,7 +54,7 @@ def test_full_nhl_as_recorded_is_labelled_nhl():
 
 
 def test_verdicts_read_the_committed_tables():
-    table = claims.verdicts(scratch=results.load("seeds"), scratch_ablation=results.load("ablation"))
+    table = claims.verdicts(results.load("frozen"), results.load("frozen-ablation"), results.load("fine-tune"))
     assert {"+3.4 % mAP over single-length models", "ablation order (full >= each half >= plain)"} <= set(table["claim"])
     assert table["verdict"].notna().all()
 

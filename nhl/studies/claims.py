@@ -99,6 +99,32 @@ def speedup(table: pd.DataFrame) -> pd.DataFrame:
     return ratio.groupby(["dataset", "method"])["speed-up"].median().reset_index()
 
 
+def speedup_parts(table: pd.DataFrame) -> pd.DataFrame:
+    """Why the speed-up of :func:`speedup` is what it is, per dataset and method (medians over
+    seeds). For one seed it factors as ``K x (single s/epoch / nested s/epoch) x (single epochs
+    / nested epochs)`` when the K single-length models train equally long (in general the
+    factors are averages over the K lengths, so the product is close, not exact). With equal epochs and a nested step as cheap as a single one it would be K:
+    a dearer nested step or longer nested training pulls it below K (docs/method.md §5)."""
+    runs = _runs(as_recorded(table))
+    runs = runs[runs["variant"].isin(["single", "nhl"])].copy()
+    runs["s/epoch"] = runs["train s"] / runs["epochs trained"]
+    keys = ["dataset", "method", "seed"]
+    single = runs[runs["variant"] == "single"].groupby(keys).agg(
+        K=("bits", "nunique"), single_s=("train s", "sum"), single_rate=("s/epoch", "mean"),
+        single_epochs=("epochs trained", "mean"))
+    nested = runs[runs["variant"] == "nhl"].groupby(keys).agg(
+        nested_s=("train s", "first"), nested_rate=("s/epoch", "first"), nested_epochs=("epochs trained", "first"))
+    both = single.join(nested, how="inner")
+    both["speed-up"] = both["single_s"] / both["nested_s"]
+    both["step cost ratio"] = both["nested_rate"] / both["single_rate"]
+    both["epoch ratio"] = both["nested_epochs"] / both["single_epochs"]
+    out = both.groupby(["dataset", "method"]).agg(
+        K=("K", "first"), **{"speed-up": ("speed-up", "median"),
+                             "nested / single s per epoch": ("step cost ratio", "median"),
+                             "nested / single epochs": ("epoch ratio", "median")})
+    return out.reset_index()
+
+
 def convergence(table: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: runs, the share whose selected epoch is before the last epoch trained and the
     share stopped before the maximum (the paper's-regime target: >= 90 % selected before the last)."""
@@ -228,6 +254,78 @@ def lambda_effect(search: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def regime_gains(tables: dict[str, pd.DataFrame], treatment: str = "nhl",
+                 reference: str = "single") -> pd.DataFrame:
+    """:func:`gains` of several regimes in one table (column ``regime`` first), e.g.
+    ``{"frozen": frozen, "fine-tune": fine_tune}``: the paired gain per regime and dataset."""
+    frames = [gains(t, treatment, reference).assign(regime=r) for r, t in tables.items() if t is not None]
+    out = pd.concat([f for f in frames if not f.empty], ignore_index=True)
+    return out[["regime", *[c for c in out.columns if c != "regime"]]]
+
+
+def trick_effects(ablation: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
+    """What each of NHL's two ideas adds over plain nesting (docs/method.md §3-§4), from an
+    ablation table: per dataset, method and variant (``weighting``, ``distill``, ``nhl``), the
+    paired difference from ``plain`` averaged over lengths, its 95 % CI over seeds and sign, the
+    lambda_D used and the share of steps on which the dominance rule fired (``firing``)."""
+    from .statistics import paired
+
+    table = as_recorded_ablation(ablation)
+    rows = []
+    for variant in ("weighting", "distill", "nhl"):
+        p = paired(table, variant, "plain", by=("dataset", "method"), value=value)
+        p = p[p["bits"] == "mean"].drop(columns="bits").assign(variant=variant)
+        rows.append(p)
+    out = pd.concat(rows, ignore_index=True)
+    runs = table.drop_duplicates(["dataset", "method", "variant", "seed"])
+    extra = runs.groupby(["dataset", "method", "variant"]).agg(
+        lambda_D=("lambda_D", "first"), firing=("firing", "mean")).reset_index()
+    out = out.merge(extra, on=["dataset", "method", "variant"], how="left")
+    return out[["dataset", "method", "variant", "lambda_D", "firing", "diff", "ci95", "n", "sign"]]
+
+
+def decision_guide(frozen: pd.DataFrame, fine_tune: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The practitioner's table, one row per base loss (frozen regime, each dataset's own
+    metric): full NHL minus single-length models (mean over lengths, sign per dataset in the
+    order of :data:`DATASET_ORDER`), full NHL minus the truncated single 128-bit model at the
+    shortest length, the training speed-up of one nested run over K single runs (median over
+    datasets and seeds) and the recorded lambda_D; plus the fine-tune regime's sign where it
+    was measured."""
+    from ..recipes import DISTILL
+
+    pm = per_method(frozen)
+    datasets = [d for d in DATASET_ORDER if d in set(pm["dataset"])]
+    recorded = as_recorded(frozen)
+    shortest = int(recorded["bits"].min())
+    rows = []
+    for method, g in pm.groupby("method", sort=True):
+        signs = " ".join(g.set_index("dataset")["sign"].reindex(datasets).fillna("·"))
+        trunc = []
+        for dataset in datasets:
+            sub = recorded[(recorded["dataset"] == dataset) & (recorded["method"] == method)
+                           & (recorded["bits"] == shortest)]
+            col, _ = _own_metric(recorded, dataset)
+            means = sub.groupby("variant")[col].mean()
+            if {"nhl", "truncated"} <= set(means.index):
+                trunc.append(means["nhl"] - means["truncated"])
+        sp = speedup(frozen)
+        row = {"loss": method, "datasets": len(g), "NHL - single (mean)": g["diff"].mean(),
+               "sign per dataset": signs,
+               f"NHL - truncated at {shortest} bits": float(np.mean(trunc)) if trunc else np.nan,
+               "speed-up": sp.loc[sp["method"] == method, "speed-up"].median(),
+               "lambda_D (frozen)": DISTILL["frozen"][method][0]}
+        if fine_tune is not None:
+            ft = per_method(fine_tune)
+            ft = ft[ft["method"] == method]
+            row["sign fine-tune"] = " ".join(ft["sign"]) if len(ft) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: The datasets in the order the tables list them (fewest classes first).
+DATASET_ORDER = ("fashion-mnist", "fashion-mnist-100", "fashion-mnist-multilabel")
+
+
 def _md(table: pd.DataFrame, digits: int = 3) -> str:
     return table.to_markdown(index=False, floatfmt=f".{digits}f")
 
@@ -241,7 +339,7 @@ def markdown() -> str:
             return None
 
     frozen, ablation, fine = get("frozen"), get("frozen-ablation"), get("fine-tune")
-    parts = ["#### Verdicts", _md(verdicts(frozen, ablation, fine, get("seeds"), get("ablation")).fillna(""))]
+    parts = ["#### Verdicts", _md(verdicts(frozen, ablation, fine).fillna(""))]
     for name, table in (("frozen", frozen), ("fine-tune", fine)):
         if table is None:
             continue
