@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..layer import DEFAULT_BITS
 from ..studies.statistics import paired
+from .codes import length_colours
 from .curves import flag_truncated_y
 
 __all__ = ["effects_plot", "lambda_plot", "length_colours", "term_plot"]
@@ -30,18 +31,6 @@ __all__ = ["effects_plot", "lambda_plot", "length_colours", "term_plot"]
 #: Colours of the ablation variants (the same as :mod:`nhl.tutorial.ablation_explorer`).
 VARIANT_COLOURS = {"weighting": "#1f77b4", "distill": "#ff7f0e", "nhl": "#2ca02c", "plain": "#7f7f7f"}
 _LENGTH_MARKERS = ("o", "s", "^", "D", "v")  # as nhl.plots.curves: one marker per length
-
-
-def length_colours(bits: Sequence[int]) -> dict[int, tuple]:
-    """One colour per code length: the package's (:func:`nhl.plots.codes.block_colors` of the
-    default lengths 8-128) for those lengths, so a length keeps its colour when a figure shows only
-    some of them; other lengths get the palette spread over their own list."""
-    from .codes import block_colors
-
-    bits = sorted(int(b) for b in bits)
-    if set(bits) <= set(DEFAULT_BITS):
-        return {b: c for b, c in zip(DEFAULT_BITS, block_colors(DEFAULT_BITS)) if b in bits}
-    return dict(zip(bits, block_colors(bits)))
 
 
 def _length_markers(bits: Sequence[int]) -> dict[int, str]:

@@ -74,6 +74,18 @@ def block_colors(bit_list: Sequence[int]) -> list:
     return [cmap(0.1 + 0.8 * i / max(k - 1, 1)) for i in range(k)]
 
 
+def length_colours(bits: Sequence[int]) -> dict[int, tuple]:
+    """One colour per code length, the package's (:func:`block_colors`): the default lengths
+    8-128 keep their colours in any subset (a length keeps its colour when a figure shows only
+    some of them); other lengths get the palette spread over their own list."""
+    from ..layer import DEFAULT_BITS
+
+    bits = sorted(int(b) for b in bits)
+    if set(bits) <= set(DEFAULT_BITS):
+        return {b: c for b, c in zip(DEFAULT_BITS, block_colors(DEFAULT_BITS)) if b in bits}
+    return dict(zip(bits, block_colors(bits)))
+
+
 def _check_prefix(codes, bit_list, name: str = "codes") -> tuple[np.ndarray, tuple[int, ...]]:
     c = check_codes(codes, name)
     bits = check_bit_list(bit_list)

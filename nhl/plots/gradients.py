@@ -23,22 +23,11 @@ from ..diagnostics import (
     project_pair,
 )
 from ..weighting import dominance_alphas, weights_from_alphas
+from .codes import length_colours
 
 CMAP = "RdBu"  # red = opposing gradients (negative cosine), blue = agreeing
 #: The default code lengths: a length keeps its colour when a figure shows only some of them.
 DEFAULT_BITS = (8, 16, 32, 64, 128)
-
-
-def length_colours(bits: Sequence[int]) -> dict[int, tuple]:
-    """One colour per code length, the package's (:func:`nhl.plots.codes.block_colors`): the
-    default lengths 8-128 keep their colours in any subset; other lengths get the palette spread
-    over their own list."""
-    from .codes import block_colors
-
-    bits = sorted(int(b) for b in bits)
-    if set(bits) <= set(DEFAULT_BITS):
-        return {b: c for b, c in zip(DEFAULT_BITS, block_colors(DEFAULT_BITS)) if b in bits}
-    return dict(zip(bits, block_colors(bits)))
 
 
 def cosine_heatmaps(
