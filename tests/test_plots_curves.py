@@ -88,6 +88,15 @@ def test_map_vs_bits_draws_the_map_columns():
     assert full.get_ylim() == (0, 1) and full.get_ylabel() == "mAP"  # full range: no truncation note
 
 
+def test_map_vs_bits_keeps_coinciding_columns_visible():
+    table = pd.DataFrame({"mAP": [0.5, 0.6, 0.7], "mAP (index ties)": [0.5, 0.6, 0.7]}, index=[8, 16, 32])
+    first, second = _data_lines(map_vs_bits(table, columns=list(table.columns)))
+    assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
+    assert second.get_markerfacecolor() == "none" and second.get_markersize() > first.get_markersize()
+    assert second.get_zorder() > first.get_zorder()  # the hollow one on top
+    plt.close("all")
+
+
 def test_map_vs_bits_error_bars():
     table = pd.DataFrame({"nested mAP": [0.5, 0.6]}, index=[8, 16])
     errors = pd.DataFrame({"nested mAP": [0.01, 0.02]}, index=[8, 16])
@@ -262,8 +271,33 @@ def test_training_curves_draws_both_panels_with_labels():
     rows = [dict(epoch=e, bits=b, loss=1 / (e + 1), val_map=0.1 * e + b / 1000, selected=e == 2)
             for e in range(4) for b in (8, 16)]
     loss_ax, map_ax = training_curves(pd.DataFrame(rows), title="t")
-    assert len(loss_ax.lines) >= 2 and loss_ax.get_xlabel() == "epoch"
-    assert map_ax.get_ylabel() == "validation mAP@ALL" and loss_ax.get_ylabel()
+    assert len(loss_ax.lines) >= 2 and loss_ax.get_xlabel().startswith("epoch")
+    assert map_ax.get_ylabel().startswith("validation mAP@ALL") and loss_ax.get_ylabel()
+    plt.close("all")
+
+
+def test_training_curves_count_epochs_from_one_on_integer_ticks():
+    import matplotlib.pyplot as plt
+
+    from nhl.plots.curves import training_curves
+
+    rows = [dict(epoch=e, bits=b, loss=1 / (e + 1), val_map=0.5 + 0.01 * e + b / 1000, selected=e == 2)
+            for e in range(5) for b in (8, 16, 32)]
+    loss_ax, map_ax = training_curves(pd.DataFrame(rows))
+    lines = _data_lines(map_ax)
+    assert [ln.get_label() for ln in lines] == ["8 bits", "16 bits", "32 bits"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3, 4, 5])  # history's 0..4
+    loss_ax.figure.canvas.draw()
+    ticks = [t for t in map_ax.get_xticks() if map_ax.get_xlim()[0] <= t <= map_ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    selected = [ln for ln in map_ax.lines if ln.get_linestyle() == ":"]
+    assert len(selected) == 1 and selected[0].get_xdata()[0] == 3  # history epoch 2, counted from 1
+    assert "selected epoch, 3" in map_ax.get_xlabel()
+    legend = map_ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["8 bits", "16 bits", "32 bits"]
+    assert map_ax.get_ylabel().endswith("not 0)")  # zoomed axis said so
+    zero_based, _ = training_curves(pd.DataFrame(rows), count_from=0)
+    np.testing.assert_array_equal(_data_lines(zero_based)[0].get_xdata(), [0, 1, 2, 3, 4])
     plt.close("all")
     with pytest.raises(ValueError, match="history"):
         training_curves(pd.DataFrame({"epoch": [0]}))
@@ -339,6 +373,25 @@ def test_paired_ci_plot_draws_differences_and_intervals_per_panel():
     assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["x", "y"]
     with pytest.raises(ValueError, match="columns"):
         paired_ci_plot(t.drop(columns="ci95"))
+
+
+def test_paired_ci_plot_other_x_and_legend_outside():
+    t = pd.DataFrame({
+        "dataset": ["a"] * 4, "comparison": ["plain", "plain", "nhl", "nhl"],
+        "method": ["dhn", "csq", "dhn", "csq"], "diff": [0.1, 0.0, 0.05, -0.01],
+        "ci95": [0.02, 0.01, np.nan, 0.01],
+    })
+    two = pd.concat([t, t.assign(dataset="b", comparison="other")])  # the last panel lacks two hues
+    assert [x.get_text() for x in paired_ci_plot(two, hue="comparison", x="method", legend="outside")[-1]
+            .get_legend().get_texts()] == ["plain", "nhl", "other"]
+    axes = paired_ci_plot(t, hue="comparison", x="method", xlabel="base loss", legend="outside")
+    assert [x.get_text() for x in axes[0].get_xticklabels()] == ["dhn", "csq"]  # order of appearance
+    assert axes[0].get_xlabel() == "base loss"
+    legend = axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["plain", "nhl"]
+    assert legend.get_bbox_to_anchor().x0 > axes[-1].get_window_extent().x1 - 1  # right of the panel
+    with pytest.raises(ValueError, match="legend"):
+        paired_ci_plot(t, hue="comparison", x="method", legend="above")
 
 
 def test_index_order_spread_matches_permuted_index_map():

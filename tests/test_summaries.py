@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from nhl.studies import report
+from nhl.studies import claims, report
 
 BITS = (8, 16, 32)
 
@@ -160,3 +160,57 @@ def test_gain_vs_noise_uses_own_ci_or_the_yardstick():
     # per-seed sd of the gain: a 0.01, c 0.03 -> median 0.02; b's 0.001 < 2 x 0.02
     assert out.loc["b", "typical seed sd"] == pytest.approx(0.02)
     assert out.loc["b", "grid gain (seed 0)"] == pytest.approx(0.001)
+
+
+def test_variant_means_own_metric_and_scratch_vs_converged():
+    rows = []
+    for s in range(3):
+        for b in BITS:
+            for v, x in {"single": 0.2, "plain": 0.3, "weighting": 0.25, "truncated": 0.1}.items():
+                rows.append(dict(dataset="h", method="m", variant=v, seed=s, bits=b, mAP=x + 0.1,
+                                 topk=1000, **{"mAP@K": x + 0.01 * s, "full NHL": v == "weighting"}))
+    conv = pd.DataFrame(rows)
+    mean, sd, metric = claims.variant_means(conv, "h", "m")
+    assert metric == "mAP@1000" and list(mean.columns) == ["single", "plain", "nhl", "truncated"]
+    assert list(mean.index) == list(BITS)
+    assert mean.loc[8, "nhl"] == pytest.approx(0.26) and sd.loc[8, "plain"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="no rows"):
+        claims.variant_means(conv, "h", "other")
+    grid = _long([dict(dataset="h", method=m, variant=v, seed=0, bits=b, mAP=x)
+                  for m, (s_, n_) in {"m": (0.5, 0.4), "z": (0.5, 0.6)}.items()
+                  for b in BITS for v, x in (("single", s_), ("nhl", n_))])
+    t = claims.scratch_vs_converged(grid, conv)
+    assert list(t.index) == [("h", "m")]  # z is not in the converged table
+    r = t.loc[("h", "m")]
+    assert r["scratch gain"] == pytest.approx(-0.1) and r["converged gain"] == pytest.approx(0.05)
+    assert r["seeds"] == 3 and r["converged verdict"] == "better"
+    assert r["scratch agrees"] is not None and not r["scratch agrees"]
+    assert r["scratch epochs"] == 1
+    with pytest.raises(ValueError, match="share no"):
+        claims.scratch_vs_converged(grid[grid["method"] == "z"], conv)
+
+
+def _converged(gain_nhl=0.02, gain_plain=-0.01, seeds=3):
+    rows = []
+    for s in range(seeds):
+        for m in ("m", "n"):
+            for b in BITS:
+                for v, x in {"single": 0.5, "plain": 0.5 + gain_plain, "nhl": 0.5 + gain_nhl}.items():
+                    x += 0.001 * s * (v != "single")
+                    rows.append(dict(dataset="h", method=m, variant=v, seed=s, bits=b, mAP=x, topk=1000,
+                                     **{"mAP@K": x}))
+    return pd.DataFrame(rows)
+
+
+def test_gain_summary_and_loss_verdicts():
+    t = claims.gain_summary({"frozen": _converged(), "fine-tune": _converged(seeds=1)})
+    assert list(t.index.get_level_values("regime").unique()) == ["frozen", "fine-tune"]
+    r = t.loc[("frozen", "h", "full NHL")]
+    assert r["metric"] == "mAP@1000" and r["losses x seeds"] == "2 x 3" and r["verdict"] == "better"
+    assert r["gain (mAP)"].startswith("+0.021 ± ")
+    assert t.loc[("frozen", "h", "plain nested"), "verdict"] == "worse"
+    one = t.loc[("fine-tune", "h", "full NHL")]
+    assert one["verdict"] == "one seed, no interval" and one["gain (mAP)"] == "+0.020 (one seed)"
+    pm = claims.per_method(pd.concat([_converged(), _converged(seeds=1).assign(method="o")]))
+    v = claims.loss_verdicts(pm).loc[("h", "mAP@1000")]
+    assert v["better"] == "m, n" and v["worse"] == "-" and v["one seed, no interval"] == "o"

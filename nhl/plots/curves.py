@@ -70,6 +70,12 @@ def _pr_pair(results: Mapping, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return p, r
 
 
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
 def _log2_bits_axis(ax, bits: Sequence[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(bits))
@@ -96,14 +102,23 @@ def flag_truncated_y(ax, always: bool = False):
 # --------------------------------------------------------------------------- curves
 
 
-def training_curves(history: pd.DataFrame, axes=None, title: str | None = None):
+def training_curves(history: pd.DataFrame, axes=None, title: str | None = None, count_from: int = 1):
     """Training loss and validation mAP per code length over epochs, from a run's history.
 
     ``history`` is :attr:`nhl.experiments.RunResult.history` (or ``FitResult.history``): one row
-    per epoch and length with ``loss`` and ``val_map``. The epoch chosen on the validation split
-    (one for all lengths, docs/method.md §7) is marked. Returns the two axes.
+    per epoch and length with ``loss`` and ``val_map``; its ``epoch`` column counts from 0, as
+    :func:`nhl.train.fit` records it. ``count_from``: the number drawn for that first epoch (the
+    tutorials count epochs from 1: "epoch 1" is the state after one pass over the data). Epoch
+    ticks are integers; one colour and marker per length (:func:`nhl.plots.codes.block_colors`); the
+    legend (lengths only) sits right of the figure, off the data. The epoch chosen on the
+    validation split (one for all lengths, docs/method.md §6) is a dotted line, named in the x
+    label. A y axis that does not start at 0 says so (:func:`flag_truncated_y`). Returns the
+    two axes.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from .codes import block_colors
 
     need = {"epoch", "bits", "loss", "val_map"}
     if not isinstance(history, pd.DataFrame) or not need <= set(history.columns):
@@ -111,19 +126,29 @@ def training_curves(history: pd.DataFrame, axes=None, title: str | None = None):
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     loss_ax, map_ax = axes
-    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, history["bits"].nunique()))
-    for color, (bits, h) in zip(colors, history.groupby("bits")):
-        loss_ax.plot(h["epoch"], h["loss"], "o-", ms=3, color=color, label=f"{bits} bits")
-        map_ax.plot(h["epoch"], h["val_map"], "o-", ms=3, color=color, label=f"{bits} bits")
+    lengths = sorted(history["bits"].unique())
+    for i, (color, bits) in enumerate(zip(block_colors(lengths), lengths)):
+        h = history[history["bits"] == bits].sort_values("epoch")
+        epochs = h["epoch"].to_numpy() + count_from
+        # one hollow marker shape per length: lengths whose curves coincide stay visible
+        style = dict(marker=_MARKERS[i % len(_MARKERS)], ms=5, mfc="none", mew=1.2, color=color,
+                     label=f"{bits} bits")
+        loss_ax.plot(epochs, h["loss"], **style)
+        map_ax.plot(epochs, h["val_map"], **style)
+    xlabel = "epoch"
     if "selected" in history and history["selected"].any():
-        best = int(history.loc[history["selected"], "epoch"].iloc[0])
+        best = int(history.loc[history["selected"], "epoch"].iloc[0]) + count_from
         for ax in axes:
             ax.axvline(best, color="k", ls=":", lw=1)
-        map_ax.annotate("selected epoch", (best, map_ax.get_ylim()[0]), xytext=(3, 3),
-                        textcoords="offset points", fontsize=8)
-    loss_ax.set(xlabel="epoch", ylabel="base loss (mean over steps)", title="training loss per length")
-    map_ax.set(xlabel="epoch", ylabel="validation mAP@ALL", title="validation mAP per length")
-    map_ax.legend(fontsize=8, ncol=1, loc="lower right")
+        xlabel = f"epoch (dotted: the selected epoch, {best})"
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.set(xlabel=xlabel, ylabel="base loss (mean over steps)", title="training loss per length")
+    map_ax.set(xlabel=xlabel, ylabel="validation mAP@ALL", title="validation mAP per length")
+    for ax in axes:
+        flag_truncated_y(ax)
+    map_ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="code length",
+                  title_fontsize=8)
     if title:
         loss_ax.figure.suptitle(title)
     return axes
@@ -171,6 +196,8 @@ def pr_small_multiples(
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from .codes import block_colors
+
     bits_list = _bits_keys(results, "results")
     curves = {}
     for bits in bits_list:
@@ -180,12 +207,13 @@ def pr_small_multiples(
     axes = np.atleast_1d(axes)
     if axes.size != len(bits_list):
         raise ValueError(f"need {len(bits_list)} axes (one per length), got {axes.size}")
+    colors = block_colors(bits_list)  # one colour per length, as every figure of the package
     for i, (ax, bits) in enumerate(zip(axes.ravel(), bits_list)):
         for other, (po, ro) in curves.items():
             if other != bits:
                 ax.plot(ro, po, color="0.8", linewidth=1, label="_other lengths")
         p, r = curves[bits]
-        ax.plot(r, p, "o-", ms=2.5, color=f"C{i}", label=f"{bits} bits")
+        ax.plot(r, p, "o-", ms=2.5, color=colors[i], label=f"{bits} bits")
         ax.annotate("r=0", (r[0], p[0]), xytext=(-6, -12), textcoords="offset points", fontsize=8,
                     ha="right")
         if mark_radius is not None and 0 < mark_radius < p.size:
@@ -224,9 +252,11 @@ def precision_at_n_plot(table: pd.DataFrame, ax=None, y_from_zero: bool = False)
     ns = np.asarray([float(n) for n in table.columns])
     if (ns <= 0).any() or (np.diff(ns) <= 0).any():
         raise ValueError(f"table.columns must be increasing positive cut-offs N, got {list(table.columns)}")
+    from .codes import block_colors
+
     ax = _axes(ax)
-    for i, bits in enumerate(bits_list):
-        ax.plot(ns, table.loc[bits].to_numpy(float), marker="o", color=f"C{i}", label=f"{bits} bits")
+    for color, bits in zip(block_colors(bits_list), bits_list):  # one colour per length
+        ax.plot(ns, table.loc[bits].to_numpy(float), marker="o", color=color, label=f"{bits} bits")
     ax.set_xscale("log")
     ax.set_xticks(ns)
     ax.set_xticklabels([str(int(n)) for n in ns])
@@ -250,7 +280,9 @@ def map_vs_bits(
     """mAP against code length (log2 axis), one line per column of ``table``.
 
     ``table``: index = bits; by default every column whose name ends in ``"mAP"`` is drawn
-    (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.grid.compare`).
+    (e.g. ``'baseline mAP'`` and ``'nested mAP'`` of :func:`nhl.studies.grid.compare`). Each
+    column has its own colour, marker and line style, later columns drawn on top with hollow,
+    larger markers, so columns that coincide remain visible.
     ``errors``: same index and columns, drawn as +/- error bars (e.g. the std over seeds).
     ``ylim``: the y range (e.g. ``(0, 1)``, the full mAP range); by default matplotlib's, and a
     range that does not include 0 is flagged in the y label.
@@ -273,7 +305,12 @@ def map_vs_bits(
     ax = _axes(ax)
     for i, col in enumerate(columns):
         y = table[col].to_numpy(float)
-        ax.plot(bits_list, y, marker="o", color=f"C{i}", label=str(col))
+        # each column its own marker and line style, later ones hollow and larger: lines that
+        # coincide (e.g. two mAP variants equal to 3 decimals) stay visible one inside the other
+        ax.plot(bits_list, y, marker=_MARKERS[i % len(_MARKERS)],
+                linestyle=_LINESTYLES[i % len(_LINESTYLES)], color=f"C{i}", label=str(col),
+                markersize=6 + 3 * min(i, 2), markerfacecolor=f"C{i}" if i == 0 else "none",
+                zorder=3 + i)
         if errors is not None:
             ax.errorbar(bits_list, y, yerr=errors[col].to_numpy(float), fmt="none", ecolor=f"C{i}",
                         capsize=3)
@@ -293,6 +330,9 @@ def paired_ci_plot(
     hue: str = "method",
     ylabel: str = "nested - single-length mAP",
     axes=None,
+    x: str = "bits",
+    xlabel: str | None = None,
+    legend: str = "inside",
 ):
     """Paired differences with 95 % confidence intervals, one panel per group of ``panel``.
 
@@ -300,11 +340,16 @@ def paired_ci_plot(
     ``panel`` and ``hue`` columns; ``bits`` may include ``"mean"``, drawn last). Each ``hue``
     value (e.g. method) is a dodged series of points with its interval; a line marks 0, so an
     interval that crosses it is a difference the seeds cannot tell from none. Panels keep
-    their own y range (differences on different datasets differ in scale). Returns the axes.
+    their own y range (differences on different datasets differ in scale). ``x``: the column
+    along the x axis (default ``bits``, sorted by value; another column, e.g. ``method``, keeps
+    its order of appearance; ``"mean"`` is drawn last either way), ``xlabel`` its label.
+    ``legend``: ``"inside"`` (first panel) or ``"outside"`` (right of the last panel, off the
+    data). Returns the axes.
     """
     import matplotlib.pyplot as plt
 
-    need = {"bits", "diff", "ci95", hue, *panel}
+    check_choice(legend, ("inside", "outside"), "legend")
+    need = {x, "diff", "ci95", hue, *panel}
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
         raise ValueError(f"table must be a DataFrame with columns {sorted(need)} (nhl.studies.statistics.paired)")
     if table.empty:
@@ -318,26 +363,37 @@ def paired_ci_plot(
     hues = list(dict.fromkeys(table[hue]))
     width = 0.6 / max(len(hues), 1)
     for ax, (key, g) in zip(axes, groups):
-        numeric = sorted({b for b in g["bits"] if b != "mean"}, key=float)
-        order = numeric + (["mean"] if (g["bits"] == "mean").any() else [])
+        values = [b for b in dict.fromkeys(g[x]) if b != "mean"]
+        numeric = sorted(values, key=float) if x == "bits" else values
+        order = numeric + (["mean"] if (g[x] == "mean").any() else [])
         pos = {b: i for i, b in enumerate(order)}
         for j, h in enumerate(hues):
             s = g[g[hue] == h]
             if s.empty:
                 continue
-            x = np.array([pos[b] for b in s["bits"]]) + (j - (len(hues) - 1) / 2) * width
+            xs = np.array([pos[b] for b in s[x]]) + (j - (len(hues) - 1) / 2) * width
             ci = s["ci95"].to_numpy(float)
-            ax.errorbar(x, s["diff"].to_numpy(float), yerr=np.where(np.isfinite(ci), ci, 0.0),
+            ax.errorbar(xs, s["diff"].to_numpy(float), yerr=np.where(np.isfinite(ci), ci, 0.0),
                         fmt="o", ms=4, capsize=3, color=f"C{j}", label=str(h))
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         if "mean" in pos:
             ax.axvline(pos["mean"] - 0.5, color="0.7", linewidth=0.8, linestyle=":")
         ax.set_xticks(range(len(order)), [str(b) for b in order])
-        ax.set_xlabel("code length (bits)")
+        ax.set_xlabel(xlabel or ("code length (bits)" if x == "bits" else x))
         ax.set_ylabel(ylabel)
         key = key if isinstance(key, tuple) else (key,)
         ax.set_title(", ".join(str(k) for k in key), fontsize=10)
-    axes[0].legend(fontsize=8, title=hue, title_fontsize=8)
+    entries = {}  # every hue of every panel (a panel may lack some)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    labels = [str(h) for h in hues if str(h) in entries]
+    handles = [entries[label] for label in labels]
+    if legend == "inside":
+        axes[0].legend(handles, labels, fontsize=8, title=hue, title_fontsize=8)
+    else:
+        axes[-1].legend(handles, labels, fontsize=8, title=hue, title_fontsize=8, loc="upper left",
+                        bbox_to_anchor=(1.02, 1.0))
     return axes
 
 

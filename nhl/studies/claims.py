@@ -17,7 +17,8 @@ import pandas as pd
 
 from . import results
 from .comparisons import metric_columns, paired_by_metric, relative_gain
-from .report import ablation_order, lambda_choice
+from .report import ablation_order, grid_table, lambda_choice
+from .statistics import paired
 
 
 def as_recorded(table: pd.DataFrame) -> pd.DataFrame:
@@ -320,6 +321,102 @@ def decision_guide(frozen: pd.DataFrame, fine_tune: pd.DataFrame | None = None) 
             row["sign fine-tune"] = " ".join(ft["sign"]) if len(ft) else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def variant_means(table: pd.DataFrame, dataset: str, method: str,
+                  variants=("single", "plain", "nhl", "truncated")) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """One loss on one dataset of a converged study table (``frozen``, ``fine-tune``): the mean
+    over seeds of each variant's mAP per length in the dataset's own metric (mAP@K where the
+    dataset has a cut-off), its standard deviation over seeds, and the metric's name. Full NHL
+    is taken as recorded (:func:`as_recorded`). Returns ``(mean, sd,
+    metric)``; ``mean`` and ``sd`` are indexed by bits with one column per variant present,
+    ready for :func:`nhl.plots.curves.map_vs_bits`."""
+    sub = as_recorded(table)
+    sub = sub[(sub["dataset"] == dataset) & (sub["method"] == method)]
+    if sub.empty:
+        raise ValueError(f"no rows for method {method!r} on dataset {dataset!r}")
+    m = metric_columns(sub, all_too=False).iloc[0]
+    sub = sub[sub["variant"].isin(variants)]
+    stats = sub.groupby(["bits", "variant"])[m["column"]].agg(["mean", "std"])
+    keep = [v for v in variants if v in set(sub["variant"])]
+    mean = stats["mean"].unstack("variant")[keep]
+    sd = stats["std"].unstack("variant")[keep].fillna(0.0)
+    mean.columns.name = sd.columns.name = None
+    return mean, sd, m["metric"]
+
+
+def _pm(value: float, ci: float, digits: int) -> str:
+    return f"{value:+.{digits}f} ± {ci:.{digits}f}" if np.isfinite(ci) else f"{value:+.{digits}f} (one seed)"
+
+
+def _sign_word(sign: str, seeds: int) -> str:
+    if seeds < 2:
+        return "one seed, no interval"
+    return {"+": "better", "-": "worse", "0": "within noise"}[sign]
+
+
+def gain_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Full NHL and plain nesting against single-length models, per regime and dataset, as short
+    text cells (:func:`regime_gains`; each dataset's own metric, the losses run
+    with every seed): ``gain (mAP)`` is the mean over losses and lengths ± its 95 % half-width
+    over seeds, ``gain (%)`` the paper's relative average ± its half-width, ``verdict`` where the
+    absolute interval lies. ``tables``: ``{regime: study table}``, e.g. ``{"frozen": ...,
+    "fine-tune": ...}``."""
+    rows = []
+    for model, variant in (("full NHL", "nhl"), ("plain nested", "plain")):
+        for _, g in regime_gains(tables, variant).iterrows():
+            rows.append({"regime": g["regime"], "dataset": g["dataset"], "model": model, "metric": g["metric"],
+                         "losses x seeds": f"{g['methods']} x {g['seeds']}", "single mAP": round(g["single mAP"], 3),
+                         "gain (mAP)": _pm(g["gain"], g["gain ci95"], 3),
+                         "gain (%)": _pm(g["gain %"], g["gain % ci95"], 1),
+                         "verdict": _sign_word(g["sign"], int(g["seeds"]))})
+    order = {r: i for i, r in enumerate(tables)}
+    out = pd.DataFrame(rows)
+    out = out.sort_values(["regime", "dataset", "model"], key=lambda s: s.map(order) if s.name == "regime" else s,
+                          kind="stable")
+    return out.set_index(["regime", "dataset", "model"])
+
+
+def loss_verdicts(per_method: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset of :func:`per_method`: which losses are better, within noise
+    or worse than their single-length models (the 95 % interval of the mean over lengths), and
+    which were run with one seed only (no interval)."""
+    rows = []
+    for (dataset, metric), g in per_method.groupby(["dataset", "metric"], sort=False):
+        word = [_sign_word(s, int(n)) for s, n in zip(g["sign"], g["n"])]
+        cell = {w: ", ".join(m for m, x in zip(g["method"], word) if x == w) or "-"
+                for w in ("better", "within noise", "worse", "one seed, no interval")}
+        rows.append({"dataset": dataset, "metric": metric, **cell})
+    return pd.DataFrame(rows).set_index(["dataset", "metric"])
+
+
+def scratch_vs_converged(grid: pd.DataFrame, converged: pd.DataFrame, value: str = "mAP") -> pd.DataFrame:
+    """The one-seed scratch grid's per-method gain beside a converged study's, on the datasets
+    and losses both hold: full NHL minus single-length ``value`` (default mAP@ALL in both, so the
+    two columns measure the same thing), averaged over lengths. ``scratch gain``: seed 0 of the
+    grid (a fixed short budget, ``scratch epochs`` where the grid records them); ``converged
+    gain`` with its 95 % CI over seeds, ``seeds`` and ``converged verdict`` (better / within
+    noise / worse / one seed); ``scratch agrees``: where the converged interval excludes 0,
+    whether the grid's gain has its sign (``None`` elsewhere: nothing to agree with)."""
+    conv = as_recorded(converged)
+    p = paired(conv, "nhl", "single", by=("dataset", "method"), value=value)
+    p = p[p["bits"] == "mean"].set_index(["dataset", "method"])
+    rows = []
+    for dataset in pd.unique(grid["dataset"]):
+        g = grid_table(grid, dataset)["mean gain"]
+        for method, gain in g.items():
+            if (dataset, method) in p.index:
+                c = p.loc[(dataset, method)]
+                verdict = _sign_word(c["sign"], int(c["n"]))
+                epochs = grid.loc[grid["dataset"] == dataset, "epochs"].iloc[0] if "epochs" in grid else np.nan
+                rows.append({"dataset": dataset, "method": method, "scratch epochs": epochs, "scratch gain": gain,
+                             "converged gain": c["diff"], "95% CI": c["ci95"], "seeds": int(c["n"]),
+                             "converged verdict": verdict,
+                             "scratch agrees": bool(np.sign(gain) == np.sign(c["diff"]))
+                             if verdict in ("better", "worse") else None})
+    if not rows:
+        raise ValueError("the grid and the converged table share no (dataset, method)")
+    return pd.DataFrame(rows).set_index(["dataset", "method"])
 
 
 #: The datasets in the order the tables list them (fewest classes first).
