@@ -408,7 +408,7 @@ def ablation_plot(
     """mean +/- one standard deviation over seeds of ``value`` per length, one colour per variant.
 
     ``table``: long format with columns ``variant``, ``seed``, ``bits`` and ``value`` (as the
-    ``ablation`` study's table, ``nhl.studies.results.get("ablation")[0]``). ``kind``:
+    ``frozen-ablation`` study's table, ``nhl.studies.results.load("frozen-ablation")``). ``kind``:
     ``"point"`` (seaborn pointplot) or ``"bar"``. ``relative_to``: a reference variant subtracted first, so small differences are
     visible next to the large change of mAP with length; with a ``seed`` column the reference
     of the *same seed* is subtracted (paired differences, the error bars are then the std of

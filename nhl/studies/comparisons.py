@@ -4,7 +4,7 @@ docs/method.md §6 fixes the metric per dataset: mAP@ALL on 10-class single-labe
 where the literature uses a cut-off (``fashion-mnist-100``: mAP@1000, the ImageNet-100
 convention; ``fashion-mnist-multilabel``: mAP@5000, the MS-COCO one). Section 6 quotes the
 paper's "+3.4 % average mAP" of nested over single-length models. The functions here read a
-long study table (``nhl.studies.results.get("seeds")``: one row per run and length with ``dataset``,
+long study table (``nhl.studies.results.load("frozen")``: one row per run and length with ``dataset``,
 ``method``, ``variant``, ``seed``, ``bits``, ``mAP``, ``topk``, ``mAP@K``) and give per-seed
 paired differences with 95 % confidence intervals (:func:`nhl.studies.statistics.paired`) and relative
 gains in percent, for every dataset in its convention (and mAP@ALL beside it).
@@ -30,7 +30,7 @@ def _check_table(table) -> pd.DataFrame:
         raise TypeError(f"table must be a DataFrame (a study table), got {type(table).__name__}")
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
-        raise ValueError(f"the table lacks columns {missing}; pass a study table such as nhl.studies.results.get('seeds')[0]")
+        raise ValueError(f"the table lacks columns {missing}; pass a study table such as nhl.studies.results.load('frozen')")
     if table.empty:
         raise ValueError("the table is empty")
     return table
