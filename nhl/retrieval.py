@@ -11,6 +11,12 @@
 * :func:`funnel_search`: coarse-to-fine search that exploits nested codes (docs/method.md
   §1): the short prefix of every code is itself a code, so a short prefix shortlists
   candidates cheaply, longer prefixes re-rank them, the last stage gives exact distances.
+* :func:`keyed_search`: the same funnel when the bucket key is a separate code stored in front
+  of the long one (two independent models); :func:`shortlist` / :func:`rerank`: the funnel's
+  two parts on their own (a hash index keyed by a short prefix, then exact re-ranking), to
+  compose across indexes; :func:`rescore`: the
+  shortlist re-scored with real-valued vectors (inner product), :func:`inner_product_search`
+  the exhaustive real-valued answer and :func:`overlap_recall` recall against it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ _FEW_BUCKETS = 8  # scan distinct prefixes when there are at most ntotal / this 
 _MASK_ELEMENTS = 1 << 20  # bucket lookups per block of the flip-mask enumeration
 _MASK_BITS = 32  # first funnel stage up to this length: Hamming balls by flip masks
 _SCAN_ELEMENTS = 1 << 22  # query x bucket distances per block of the bucket scan
+_RESCORE_ELEMENTS = 1 << 22  # gathered vector elements per block of rescore
 
 
 # --------------------------------------------------------------------------- packing
@@ -402,7 +409,42 @@ def funnel_search(
         )
     if any(s < k for s in shortlist):
         raise ValueError(f"shortlist sizes must be >= k={k}, got {shortlist}")
-    sizes = list(shortlist) + [k]
+    return _funnel(index, q, k, stages, list(shortlist) + [k])
+
+
+def keyed_search(
+    index: HammingIndex, queries, k: int, key_bits: int, shortlist: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A hash index whose bucket key is a separate code: :func:`funnel_search` for codes that
+    are ``[key | code]``, the first ``key_bits`` bits a bucket key only.
+
+    The two-stage funnel ``(key_bits, index.bits)``, except that the re-ranking distance
+    leaves the key out: buckets of equal keys are visited in increasing key distance from the
+    query's key until ``shortlist`` items are collected, then the ``k`` best by the Hamming
+    distance on bits ``key_bits..index.bits`` are returned (ties by database index), with those
+    distances. This is what codes of two independent models need (a short model's code as the
+    key in front of a long model's code: two encoders, the key stored besides the code), where
+    a nested code is its own key (its prefix). Same compiled pass as :func:`funnel_search`.
+    """
+    if not isinstance(index, HammingIndex):
+        raise TypeError(f"index must be a HammingIndex, got {type(index).__name__}")
+    q = index._queries(queries)
+    k = min(check_positive_int(k, "k"), index.ntotal)
+    key_bits = check_positive_int(key_bits, "key_bits")
+    if key_bits >= index.bits or key_bits > 64:
+        raise ValueError(
+            f"key_bits must be at most 64 and leave code bits after the key: got {key_bits} for "
+            f"{index.bits}-bit codes"
+        )
+    size = check_positive_int(shortlist, "shortlist")
+    if size < k:
+        raise ValueError(f"shortlist must be >= k={k}, got {size}")
+    return _funnel(index, q, k, (key_bits, index.bits), [size, k], skip=key_bits)
+
+
+def _funnel(index, q, k, stages, sizes, skip: int = 0):
+    """The search of :func:`funnel_search` (validated arguments); with ``skip`` the distances
+    after the first stage leave out the first ``skip`` bits (:func:`keyed_search`)."""
     for j in range(len(sizes)):  # a stage can keep at most what the previous one passed on
         sizes[j] = min(sizes[j], index.ntotal, *sizes[:j])
 
@@ -414,7 +456,7 @@ def funnel_search(
     step = max(1, min(_FUNNEL_CHUNK, _FUNNEL_ELEMENTS // sizes[0]))  # bound memory per block
     compiled = use_kernels(stages[-1]) and stages[0] <= 64
     if compiled and stages[0] <= _MASK_BITS:  # everything in one compiled pass
-        _funnel_ball(index, q_packed, stages, sizes, out_d, out_i)
+        _funnel_ball(index, q_packed, stages, sizes, out_d, out_i, skip)
         return out_d, out_i
     for start in range(0, q.shape[0], step):
         qp = q_packed[start : start + step]
@@ -422,13 +464,16 @@ def funnel_search(
         if compiled:
             buckets = _first_stage_buckets(index, qp, stages[0], sizes[0])
             if buckets is not None:
-                _funnel_compiled(index, qp, stages, sizes, buckets, out_d[rows], out_i[rows])
+                _funnel_compiled(index, qp, stages, sizes, buckets, out_d[rows], out_i[rows],
+                                 skip)
                 continue
         items = _first_stage(index, qp, stages[0], sizes[0])  # (rows, sizes[0]), visit order
         for j, bits in enumerate(stages):
             if j == 0:
                 continue  # the first stage has already ranked and cut
             dist = _row_distances(index, qp, items, bits)
+            if skip:
+                dist -= _row_distances(index, qp, items, skip)
             if j == len(stages) - 1:  # the answer: order by (distance, database index)
                 key = np.sort(dist.astype(np.int64) * index.ntotal + items, axis=1)[:, :k]
                 dist, items = np.divmod(key, index.ntotal)
@@ -471,6 +516,189 @@ def _funnel_by_faiss_hash(index, q, k, stages, radius, shortlist):
     return dist.astype(np.int32), idx.astype(np.int64)
 
 
+# --------------------------------------------------------------------------- funnel parts
+
+
+def _check_candidates(candidates, n_rows: int, ntotal: int) -> np.ndarray:
+    items = np.asarray(candidates)
+    if items.ndim != 2 or items.shape[0] != n_rows or items.shape[1] == 0:
+        raise ValueError(
+            f"candidates must have shape (N_q, m) with N_q = {n_rows} queries and m >= 1, "
+            f"got {items.shape}"
+        )
+    if not np.issubdtype(items.dtype, np.integer):
+        raise TypeError(f"candidates must be integer database positions, got dtype {items.dtype}")
+    if items.min() < 0 or items.max() >= ntotal:
+        raise ValueError(f"candidates must lie in 0..{ntotal - 1}")
+    return items.astype(np.int64, copy=False)
+
+
+def _row_step(width: int) -> int:
+    """Queries per block when each carries ``width`` candidates (bounded memory per block)."""
+    return max(1, min(_FUNNEL_CHUNK, _FUNNEL_ELEMENTS // max(width, 1)))
+
+
+def shortlist(index: HammingIndex, queries, size: int, bits: int | None = None) -> np.ndarray:
+    """The first stage of :func:`funnel_search` alone: ``(N_q, size)`` candidate ids per query.
+
+    The database is grouped by the value of the first ``bits`` bits of its codes (buckets; the
+    whole code by default) and buckets are taken in increasing Hamming distance from the query's
+    prefix until ``size`` items are collected (the last bucket cut in database order): a hash
+    index with the ``bits``-bit prefix as its bucket key. Rows are in visiting order. With
+    :func:`rerank` this is the two-stage funnel ``(bits, index.bits)``, and it composes where
+    :func:`funnel_search` cannot: buckets from one index, re-ranking in another (codes of two
+    different models).
+    """
+    if not isinstance(index, HammingIndex):
+        raise TypeError(f"index must be a HammingIndex, got {type(index).__name__}")
+    q = index._queries(queries)
+    bits = index.bits if bits is None else check_positive_int(bits, "bits")
+    if bits > index.bits:
+        raise ValueError(f"bits={bits} but the index holds {index.bits}-bit codes")
+    size = min(check_positive_int(size, "size"), index.ntotal)
+    q_packed = np.packbits(q > 0, axis=1)
+    out = np.empty((q.shape[0], size), np.int64)
+    step = _row_step(size)
+    for start in range(0, q.shape[0], step):
+        out[start : start + step] = _first_stage(index, q_packed[start : start + step], bits, size)
+    return out
+
+
+def rerank(
+    index: HammingIndex, queries, candidates, k: int, bits: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's ``candidates`` by Hamming distance on the first ``bits``
+    bits (all by default): ``(distances int32, ids int64)`` of shape ``(N_q, min(k, m))``,
+    sorted by (distance, database id), like the last stage of :func:`funnel_search`.
+
+    ``candidates``: ``(N_q, m)`` database positions, e.g. from :func:`shortlist` (on this index
+    or on another one over the same items).
+    """
+    if not isinstance(index, HammingIndex):
+        raise TypeError(f"index must be a HammingIndex, got {type(index).__name__}")
+    q = index._queries(queries)
+    items = _check_candidates(candidates, q.shape[0], index.ntotal)
+    bits = index.bits if bits is None else check_positive_int(bits, "bits")
+    if bits > index.bits:
+        raise ValueError(f"bits={bits} but the index holds {index.bits}-bit codes")
+    k = min(check_positive_int(k, "k"), items.shape[1])
+    q_packed = np.packbits(q > 0, axis=1)
+    out_d = np.empty((q.shape[0], k), np.int32)
+    out_i = np.empty((q.shape[0], k), np.int64)
+    n = np.int64(index.ntotal)
+    step = _row_step(items.shape[1])
+    for start in range(0, q.shape[0], step):
+        block = items[start : start + step]
+        dist = _row_distances(index, q_packed[start : start + step], block, bits)
+        key = dist.astype(np.int64) * n + block  # (distance, id) order in one integer
+        if k < key.shape[1]:
+            key = np.partition(key, k - 1, axis=1)[:, :k]
+        key = np.sort(key, axis=1)
+        out_d[start : start + step], out_i[start : start + step] = np.divmod(key, n)
+    return out_d, out_i
+
+
+def _check_vectors(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (items x dimensions), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _top_scores(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` highest ``scores`` per row with their ``ids``, sorted by score descending, then
+    id ascending."""
+    n_rows, width = scores.shape
+    if k < width:  # keep what reaches each row's k-th largest score (ties included), then sort
+        kth = np.partition(scores, width - k, axis=1)[:, width - k]
+        keep = scores >= kth[:, None]
+        counts = keep.sum(axis=1)
+        rows, cols = np.nonzero(keep)
+        pos = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        kept_scores = np.full((n_rows, counts.max()), -np.inf, scores.dtype)
+        kept_ids = np.full((n_rows, counts.max()), np.iinfo(np.int64).max, np.int64)
+        kept_scores[rows, pos] = scores[rows, cols]
+        kept_ids[rows, pos] = ids[rows, cols]
+        scores, ids = kept_scores, kept_ids
+    order = np.lexsort((ids, -scores), axis=-1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def rescore(query_vectors, database_vectors, candidates, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score a binary shortlist with real values: the ``k`` candidates of each query with the
+    largest inner product ``<query_vectors[i], database_vectors[j]>``.
+
+    What vector databases do with binary embeddings: a Hamming search over the packed codes
+    finds a few times ``k`` candidates cheaply, then the real-valued vectors order them.
+    ``database_vectors`` may be the network's real-valued (pre-sign) outputs (stored besides
+    the codes) or the +-1 codes themselves (only the query is real: an asymmetric score that
+    needs no extra storage). Returns ``(scores float32, ids int64)`` of shape
+    ``(N_q, min(k, m))``, sorted by score (highest first), ties by database id.
+    """
+    qv = _check_vectors(query_vectors, "query_vectors").astype(np.float32, copy=False)
+    dv = _check_vectors(database_vectors, "database_vectors")
+    if qv.shape[1] != dv.shape[1]:
+        raise ValueError(
+            f"query_vectors have {qv.shape[1]} dimensions but database_vectors {dv.shape[1]}"
+        )
+    items = _check_candidates(candidates, qv.shape[0], dv.shape[0])
+    k = min(check_positive_int(k, "k"), items.shape[1])
+    out_s = np.empty((qv.shape[0], k), np.float32)
+    out_i = np.empty((qv.shape[0], k), np.int64)
+    step = max(1, min(_FUNNEL_CHUNK, _RESCORE_ELEMENTS // (items.shape[1] * qv.shape[1])))
+    for start in range(0, qv.shape[0], step):
+        block = items[start : start + step]
+        gathered = dv[block].astype(np.float32, copy=False)  # (rows, m, d)
+        scores = np.matmul(gathered, qv[start : start + step, :, None])[..., 0]
+        out_s[start : start + step], out_i[start : start + step] = _top_scores(scores, block, k)
+    return out_s, out_i
+
+
+def inner_product_search(query_vectors, database_vectors, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exhaustive real-valued search: the ``k`` database vectors with the largest inner product
+    with each query, ``(scores float32, ids int64)`` sorted like :func:`rescore` (the answer
+    a re-scored binary shortlist is measured against)."""
+    qv = _check_vectors(query_vectors, "query_vectors").astype(np.float32, copy=False)
+    dv = _check_vectors(database_vectors, "database_vectors").astype(np.float32, copy=False)
+    if qv.shape[1] != dv.shape[1]:
+        raise ValueError(
+            f"query_vectors have {qv.shape[1]} dimensions but database_vectors {dv.shape[1]}"
+        )
+    k = min(check_positive_int(k, "k"), dv.shape[0])
+    out_s = np.empty((qv.shape[0], k), np.float32)
+    out_i = np.empty((qv.shape[0], k), np.int64)
+    step = max(1, _RESCORE_ELEMENTS // dv.shape[0])
+    all_ids = np.arange(dv.shape[0], dtype=np.int64)
+    for start in range(0, qv.shape[0], step):
+        scores = qv[start : start + step] @ dv.T
+        ids = np.broadcast_to(all_ids, scores.shape)
+        out_s[start : start + step], out_i[start : start + step] = _top_scores(scores, ids, k)
+    return out_s, out_i
+
+
+def overlap_recall(found_ids, exact_ids) -> np.ndarray:
+    """Per-query share of ``exact_ids`` (``(N_q, k)``, e.g. from :func:`inner_product_search`)
+    that ``found_ids`` (``(N_q, m)``) contains: plain recall@k, for real-valued answers where
+    ties do not arise (:func:`tie_aware_recall` for Hamming distances)."""
+    found, exact = np.asarray(found_ids), np.asarray(exact_ids)
+    if found.ndim != 2 or exact.ndim != 2 or found.shape[0] != exact.shape[0] or exact.shape[1] == 0:
+        raise ValueError(
+            f"found_ids (N_q, m) and exact_ids (N_q, k) need the same N_q and k >= 1, got "
+            f"{found.shape} and {exact.shape}"
+        )
+    width = np.int64(max(found.max(initial=0), exact.max(initial=0)) + 2)
+    found_sorted = np.sort(np.where(found < 0, width - 1, found), axis=1)  # -1 (no item): no match
+    rows = np.arange(found.shape[0], dtype=np.int64)[:, None] * width
+    keys = (found_sorted + rows).ravel()  # sorted: rows ascending, ids ascending within a row
+    targets = exact.astype(np.int64) + rows
+    pos = np.minimum(np.searchsorted(keys, targets), keys.size - 1)
+    return (keys[pos] == targets).mean(axis=1)
+
+
 def _knn_in_threads(q_words, db_words, k, n_bins, out_d, out_i) -> None:
     """:func:`nhl._kernels.knn_rows` over blocks of queries in :func:`search_threads` threads."""
     _in_row_blocks(out_d.shape[0], lambda a, b: _kernels.knn_rows(
@@ -504,14 +732,22 @@ def _first_stage_buckets(index, q_packed, bits, size):
     return None
 
 
-def _funnel_compiled(index, q_packed, stages, sizes, buckets, out_d, out_i) -> None:
+def _stage_masks(total_bits: int, stages, skip: int = 0) -> np.ndarray:
+    """(stages - 1, W) masks of the later stages' prefixes, without the first ``skip`` bits."""
+    masks = np.stack([_prefix_mask(total_bits, b) for b in stages[1:]])
+    if skip:
+        masks &= ~_prefix_mask(total_bits, skip)
+    return masks
+
+
+def _funnel_compiled(index, q_packed, stages, sizes, buckets, out_d, out_i, skip=0) -> None:
     """The funnel by :func:`nhl._kernels.funnel_rows` over the bucket-ordered codes."""
     table, rows, visit = buckets
     words = _sorted_words(index, table, stages[0])
     n_rows = q_packed.shape[0]
     row_ptr = np.searchsorted(rows, np.arange(n_rows + 1)).astype(np.int64)
     qw = np.ascontiguousarray(words_from_packed(q_packed, index.bits).T)
-    masks = np.stack([_prefix_mask(index.bits, b) for b in stages[1:]])
+    masks = _stage_masks(index.bits, stages, skip)
     bins = np.asarray([b + 1 for b in stages], np.int64)
     _kernels.funnel_rows(
         qw, words, table.items, table.starts, table.sizes, row_ptr, visit.astype(np.int64),
@@ -519,7 +755,7 @@ def _funnel_compiled(index, q_packed, stages, sizes, buckets, out_d, out_i) -> N
     )
 
 
-def _funnel_ball(index, q_packed, stages, sizes, out_d, out_i) -> None:
+def _funnel_ball(index, q_packed, stages, sizes, out_d, out_i, skip=0) -> None:
     """The funnel by :func:`nhl._kernels.funnel_ball_rows`: Hamming balls of the first stage
     (flip masks, then a bucket scan, as :func:`_buckets_by_masks`) found in the same pass."""
     bits = stages[0]
@@ -538,7 +774,7 @@ def _funnel_ball(index, q_packed, stages, sizes, out_d, out_i) -> None:
     qw = np.ascontiguousarray(words_from_packed(q_packed, index.bits).T)
     qv = _prefix_values(q_packed, bits)
     words = _sorted_words(index, table, bits)
-    stage_masks = np.stack([_prefix_mask(index.bits, b) for b in stages[1:]])
+    stage_masks = _stage_masks(index.bits, stages, skip)
     bins = np.asarray([b + 1 for b in stages], np.int64)
     sizes = np.asarray(sizes, np.int64)
     _in_row_blocks(out_d.shape[0], lambda a, b: _kernels.funnel_ball_rows(

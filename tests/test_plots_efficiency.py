@@ -86,3 +86,20 @@ def test_step_breakdown_stacks_the_single_models_and_splits_each_bar():
         efficiency.step_breakdown(_parts_table().drop(columns="head ms"), ["single-8"], ["nhl"])
     with pytest.raises(ValueError, match="single-32"):
         efficiency.step_breakdown(_parts_table(), ["single-32"], ["nhl"])
+
+
+def test_step_breakdown_writes_the_speedups_it_is_given():
+    # the text quotes the median of per-repeat ratios, so the figure must show those
+    ax = efficiency.step_breakdown(_parts_table(), ["single-8", "single-16"], ["plain", "nhl"],
+                                   speedups=pd.Series({"plain": 1.61, "nhl": 1.4}))
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[1] == "14.0 ms: speed-up 1.61x" and texts[2] == "16.0 ms: speed-up 1.40x"
+
+
+def test_progress_plot_stars_at_the_same_point_stay_visible():
+    same = pd.DataFrame({"epoch": [0, 1], "seconds": [1.0, 2.0], "val_map": [0.4, 0.6]})
+    ax = efficiency.progress_plot({"nested": same, "single": same.copy()}, target=0.5, x="epoch")
+    stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    assert len(stars) == 2 and [s.get_xdata()[0] for s in stars] == [2, 2]
+    assert all(s.get_markerfacecolor() == "none" for s in stars)  # hollow: the inner one shows
+    assert stars[0].get_markersize() > stars[1].get_markersize()

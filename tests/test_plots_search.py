@@ -66,8 +66,12 @@ def test_recall_latency_plot():
     })
     ax = plot_recall_latency(df)
     assert ax.get_xlabel().startswith("latency per query (ms")
-    assert ax.get_ylabel() == "recall"
+    assert ax.get_ylabel().startswith("recall (axis starts at")  # 0.7 and up: flagged
     assert ax.get_xscale() == "log"
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "1" in labels and "2" in labels and "0.5" in labels  # 1-2-5 ticks, plain numbers
+    assert not [t for t in ax.xaxis.get_minorticklabels() if t.get_text()]  # no crowded minor labels
     lines = ax.get_lines()
     assert len(lines) == 2
     assert lines[1].get_xdata().tolist() == [0.5, 1.0, 2.0]
@@ -213,3 +217,29 @@ def test_distance_histogram_normalized_and_long_codes():
     rel_line, irr_line = ax.get_lines()[:2]  # steps, not 65 pairs of bars
     assert rel_line.get_ydata()[10] == 1 and irr_line.get_ydata()[64] == 1
     assert ax.get_yscale() == "linear"
+
+
+def test_recall_latency_unjoined_methods_are_points_only():
+    df = pd.DataFrame({
+        "method": ["exhaustive", "exhaustive", "exhaustive", "funnel", "funnel"],
+        "latency_ms": [0.2, 0.1, 0.15, 0.01, 0.05],  # not increasing with the code length
+        "recall": [0.05, 0.2, 0.4, 0.5, 0.9],
+    })
+    ax = plot_recall_latency(df, unjoined=["exhaustive"])
+    exhaustive, funnel = ax.get_lines()
+    assert exhaustive.get_linestyle() == "None" and exhaustive.get_marker() == "s"
+    assert exhaustive.get_markerfacecolor() == "none"  # hollow: another square below stays visible
+    assert funnel.get_linestyle() == "-"
+    assert exhaustive.get_xdata().tolist() == [0.2, 0.1, 0.15]  # the points all drawn
+    plt.close("all")
+
+
+def test_recall_latency_colours_by_method_and_legend_placement():
+    df = pd.DataFrame({"method": ["a", "a", "b", "b"], "latency_ms": [0.1, 0.2, 0.1, 0.3],
+                       "recall": [0.0, 0.5, 0.2, 0.9]})
+    ax = plot_recall_latency(df, colors={"b": "tab:red"}, legend={"loc": "upper left"})
+    a, b = ax.get_lines()
+    assert b.get_color() == "tab:red" and a.get_color() == "C0"
+    assert ax.get_legend()._loc == 2  # upper left
+    assert ax.get_ylabel() == "recall"  # the axis starts below 0: not flagged
+    plt.close("all")

@@ -15,8 +15,14 @@ from nhl.retrieval import (
     HammingIndex,
     default_shortlist,
     funnel_search,
+    inner_product_search,
+    keyed_search,
+    overlap_recall,
     pack_codes,
+    rerank,
+    rescore,
     search_threads,
+    shortlist,
     tie_aware_recall,
     unpack_codes,
 )
@@ -342,3 +348,128 @@ def test_search_in_threads_equals_one_thread():
     for a, b in zip(out[1], out[max(out)]):
         np.testing.assert_array_equal(a, b)
     assert search_threads(10) == 1  # few queries: one thread
+
+
+# --------------------------------------------------------------------------- funnel parts, keys, re-scoring
+
+
+def _numpy_only(monkeypatch):
+    import nhl.metrics
+
+    monkeypatch.setattr(nhl.metrics, "USE_KERNELS", False)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_shortlist_then_rerank_is_the_two_stage_funnel(compiled, monkeypatch):
+    if not compiled:
+        _numpy_only(monkeypatch)
+    rng = np.random.default_rng(3)
+    q, db = tied_codes(rng, 900, 25, 64)
+    index = HammingIndex(db)
+    cand = shortlist(index, q, 200, bits=16)
+    assert cand.shape == (25, 200) and cand.dtype == np.int64
+    assert all(len(set(row)) == 200 for row in cand)  # no item twice
+    d16 = hamming_distances(q[:, :16], db[:, :16]).astype(np.int64)
+    # buckets in increasing prefix distance: every item left out is at least as far as the farthest kept
+    for r in range(25):
+        kept = np.zeros(900, bool)
+        kept[cand[r]] = True
+        assert d16[r, ~kept].min() >= d16[r, kept].max()
+    dist, ids = rerank(index, q, cand, 10)
+    fd, fi = funnel_search(index, q, 10, (16, 64), (200,))
+    np.testing.assert_array_equal(dist, fd)
+    np.testing.assert_array_equal(ids, fi)
+    full = hamming_distances(q, db).astype(np.int64)
+    np.testing.assert_array_equal(dist, np.take_along_axis(full, ids, axis=1))
+    key = dist.astype(np.int64) * 900 + ids
+    assert (np.diff(key, axis=1) > 0).all()  # sorted by (distance, id)
+
+
+def test_rerank_on_a_prefix_and_errors():
+    rng = np.random.default_rng(4)
+    q, db = tied_codes(rng, 300, 6, 32)
+    index = HammingIndex(db)
+    cand = np.tile(np.arange(300), (6, 1))
+    dist, ids = rerank(index, q, cand, 300, bits=8)  # every item: the exact 8-bit ranking
+    ref_d, ref_i = brute_knn(q[:, :8], db[:, :8], 300)
+    np.testing.assert_array_equal(dist, ref_d)
+    np.testing.assert_array_equal(ids, ref_i)
+    assert rerank(index, q, cand[:, :5], 10)[0].shape == (6, 5)  # k above m: m
+    with pytest.raises(ValueError, match="shape"):
+        rerank(index, q, cand[:3], 5)
+    with pytest.raises(ValueError, match="lie in"):
+        rerank(index, q, cand + 1, 5)
+    with pytest.raises(TypeError, match="integer"):
+        rerank(index, q, cand.astype(float), 5)
+    with pytest.raises(ValueError, match="bits=64"):
+        shortlist(index, q, 5, bits=64)
+    with pytest.raises(TypeError, match="HammingIndex"):
+        shortlist(db, q, 5)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_keyed_search_buckets_by_the_key_and_ranks_by_the_rest(compiled, monkeypatch):
+    if not compiled:
+        _numpy_only(monkeypatch)
+    rng = np.random.default_rng(5)
+    key = rng.choice(np.array([-1, 1], np.int8), size=(800, 16))
+    key[:, 6:] = 1  # 64 distinct keys: buckets of several items
+    code = rng.choice(np.array([-1, 1], np.int8), size=(800, 64))
+    both = np.hstack([key, code])
+    q = both[rng.integers(0, 800, 20)].copy()
+    q[:, ::9] *= -1
+    dist, ids = keyed_search(HammingIndex(both), q, 12, 16, 150)
+    cand = shortlist(HammingIndex(key), q[:, :16], 150)  # the key's own index
+    ref_d, ref_i = rerank(HammingIndex(code), q[:, 16:], cand, 12)  # re-ranked by the code alone
+    np.testing.assert_array_equal(dist, ref_d)
+    np.testing.assert_array_equal(ids, ref_i)
+    # a shortlist of everything: the exact search on the code bits
+    ed, ei = keyed_search(HammingIndex(both), q, 12, 16, 800)
+    bd, bi = brute_knn(q[:, 16:], code, 12)
+    np.testing.assert_array_equal(ed, bd)
+    np.testing.assert_array_equal(ei, bi)
+    with pytest.raises(ValueError, match="key_bits"):
+        keyed_search(HammingIndex(both), q, 5, 80, 100)
+    with pytest.raises(ValueError, match=">= k"):
+        keyed_search(HammingIndex(both), q, 50, 16, 20)
+
+
+def test_rescore_orders_the_shortlist_by_inner_product():
+    rng = np.random.default_rng(6)
+    qv = rng.standard_normal((7, 12)).astype(np.float32)
+    dv = rng.standard_normal((60, 12)).astype(np.float32)
+    dv[5] = dv[9]  # a tie: broken by id
+    cand = np.stack([rng.permutation(60)[:30] for _ in range(7)])
+    cand[:, :2] = [9, 5]
+    scores, ids = rescore(qv, dv, cand, 8)
+    full = qv @ dv.T
+    for r in range(7):
+        order = sorted(cand[r], key=lambda j: (-full[r, j], j))[:8]
+        assert ids[r].tolist() == order
+        np.testing.assert_allclose(scores[r], full[r, order], rtol=1e-5)
+    codes = np.where(dv >= 0, 1, -1).astype(np.int8)  # an asymmetric score: real query, +-1 codes
+    s2, i2 = rescore(qv, codes, cand, 8)
+    np.testing.assert_allclose(s2, np.take_along_axis(qv @ codes.T.astype(np.float32), i2, 1),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="dimensions"):
+        rescore(qv[:, :5], dv, cand, 3)
+    with pytest.raises(ValueError, match="NaN"):
+        rescore(np.full((7, 12), np.nan), dv, cand, 3)
+
+
+def test_inner_product_search_and_overlap_recall():
+    rng = np.random.default_rng(7)
+    qv = rng.standard_normal((9, 16)).astype(np.float32)
+    dv = rng.standard_normal((500, 16)).astype(np.float32)
+    scores, ids = inner_product_search(qv, dv, 20)
+    ref = np.argsort(-(qv @ dv.T), axis=1, kind="stable")[:, :20]
+    np.testing.assert_array_equal(ids, ref)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_array_equal(overlap_recall(ids, ids), np.ones(9))
+    half = np.where(np.arange(20) < 10, ids, 10_000 + np.arange(20))  # ten of twenty found
+    np.testing.assert_allclose(overlap_recall(half, ids), 0.5)
+    missing = np.full((9, 20), -1)  # -1: nothing found there
+    np.testing.assert_array_equal(overlap_recall(missing, ids), np.zeros(9))
+    np.testing.assert_allclose(overlap_recall(ids[:, :5], ids), 0.25)  # five of twenty
+    with pytest.raises(ValueError, match="same N_q"):
+        overlap_recall(ids[:3], ids)

@@ -172,3 +172,47 @@ def test_epochs_to_target_and_targets_table():
     assert t.loc[8, "single epochs"] == 2.0 and t.loc[16, "nested epochs"] == 3.0
     with pytest.raises(ValueError, match="fraction"):
         timing.epochs_to_targets(h, single, fraction=0)
+
+
+def _study(train_s, epochs, nested_s, nested_epochs, seeds=(0, 1)):
+    """A converged study table: K = len(train_s) single runs and one full NHL run per seed
+    (a nested run has one row per length), with recorded seconds and epochs."""
+    bits = [8, 16, 32, 64, 128][: len(train_s)]
+    rows = []
+    for seed in seeds:
+        scale = 1 + seed  # seed 1: everything twice as slow (the ratios stay)
+        for b, s, e in zip(bits, train_s, epochs):
+            rows.append(dict(dataset="d", method="m", variant="single", seed=seed, bits=b,
+                             **{"train s": scale * s, "epochs trained": e, "full NHL": False}))
+        for b in bits:
+            rows.append(dict(dataset="d", method="m", variant="nhl", seed=seed, bits=b,
+                             **{"train s": scale * nested_s, "epochs trained": nested_epochs,
+                                "full NHL": True}))
+    return pd.DataFrame(rows)
+
+
+def test_converged_speedup_takes_the_ratio_apart():
+    from nhl.studies import claims
+
+    # equal epochs (10), a single epoch costs 1 s, the nested one 1.25 s: 5 / 1.25 = 4 = per epoch
+    t = _study([10.0] * 5, [10] * 5, 12.5, 10)
+    row = timing.converged_speedup(t).iloc[0]
+    assert row["K"] == 5 and row["seeds"] == 2
+    assert row["speed-up"] == pytest.approx(4.0) and row["per epoch"] == pytest.approx(4.0)
+    assert row["epochs"] == pytest.approx(1.0)
+    assert row["speed-up"] == pytest.approx(claims.speedup(t)["speed-up"].iloc[0])
+    # the nested run stops after 5 epochs instead of 10: twice the speed-up, beyond K
+    t = _study([10.0] * 5, [10] * 5, 6.25, 5)
+    row = timing.converged_speedup(t).iloc[0]
+    assert row["speed-up"] == pytest.approx(8.0) and row["per epoch"] == pytest.approx(4.0)
+    assert row["epochs"] == pytest.approx(2.0)
+    assert row["single epochs"] == 10 and row["nested epochs"] == 5
+    assert row["speed-up"] == pytest.approx(claims.speedup(t)["speed-up"].iloc[0])
+
+
+def test_converged_speedup_errors():
+    with pytest.raises(ValueError, match="train s"):
+        timing.converged_speedup(pd.DataFrame({"dataset": ["d"]}))
+    t = _study([1.0, 1.0], [2, 2], 1.0, 2)
+    with pytest.raises(ValueError, match="no dataset and method"):
+        timing.converged_speedup(t[t["variant"] == "single"])

@@ -71,8 +71,9 @@ def progress_plot(
     """One line per curve (columns ``x`` and ``val_map``, e.g. :func:`nhl.studies.timing.progress_curve`).
 
     ``x``: ``"seconds"`` (cumulative training seconds) or ``"epoch"`` (drawn 1-based: epochs
-    trained). ``target``: a horizontal dashed line at that mAP, and a marker where each curve
-    first reaches it. A y axis that does not start at 0 is flagged in its label.
+    trained). ``target``: a horizontal dashed line at that mAP, and a hollow star where each
+    curve first reaches it (smaller for each later curve, so stars at the same point stay
+    visible inside each other). A y axis that does not start at 0 is flagged in its label.
     """
     from .curves import flag_truncated_y
 
@@ -81,14 +82,15 @@ def progress_plot(
     if xlabel is None:
         xlabel = "cumulative training seconds" if x == "seconds" else "epochs trained"
     ax = _axes(ax, (7.0, 4.0))
-    for label, curve in curves.items():
+    for i, (label, curve) in enumerate(curves.items()):
         xs = curve[x] + (1 if x == "epoch" else 0)
         (line,) = ax.plot(xs, curve["val_map"], marker="o", ms=3, label=label)
         if target is not None:
             hit = np.flatnonzero(curve["val_map"].to_numpy() >= target)
             if len(hit):
                 ax.plot(xs.iloc[hit[0]], curve["val_map"].iloc[hit[0]], marker="*",
-                        ms=14, color=line.get_color(), linestyle="none")
+                        ms=max(18 - 6 * i, 7), color=line.get_color(), linestyle="none",
+                        markerfacecolor="none", markeredgewidth=1.6, zorder=3 + i)
     if target is not None:
         ax.axhline(target, color="0.3", linestyle="--", linewidth=1, label=f"target {target:.3f}")
     ax.set_xlabel(xlabel)
@@ -131,6 +133,7 @@ def step_breakdown(
     nested: Sequence[str],
     ax=None,
     title: str = "One batch through every model",
+    speedups: Mapping[str, float] | pd.Series | None = None,
 ):
     """Horizontal stacked bars: one batch through the K single-length models vs each nested one.
 
@@ -139,7 +142,9 @@ def step_breakdown(
     (white edges separate the models), split into *backbone + optimiser* (``rest ms``) and
     *head* (hash layer, losses, weighting, distillation: ``head ms``); one bar per ``nested``
     variant below, annotated with the ratio of the first bar's total to its own (the training
-    speed-up per epoch).
+    speed-up per epoch). ``speedups``: the speed-up to write per nested variant instead, e.g.
+    the ``median`` column of :meth:`nhl.studies.timing.StepTimes.speedup` (the median of the
+    per-repeat ratios, which is what a text quoting that table quotes).
     """
     need = {"variant", "step ms", "head ms", "rest ms"}
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
@@ -168,7 +173,8 @@ def step_breakdown(
         ax.barh(yy, rest, color=colors["rest"], edgecolor="white", linewidth=0.8)
         ax.barh(yy, head, left=rest, color=colors["head"], edgecolor="white", linewidth=0.8)
         step = float(t.loc[v, "step ms"])
-        ax.annotate(f"{step:.1f} ms: speed-up {total_singles / step:.2f}x", (step, yy), xytext=(4, 0),
+        ratio = total_singles / step if speedups is None else float(speedups[v])
+        ax.annotate(f"{step:.1f} ms: speed-up {ratio:.2f}x", (step, yy), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=9)
     ax.set_yticks(y, rows)
     ax.set_xlim(0, 1.35 * total_singles)

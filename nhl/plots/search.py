@@ -12,6 +12,8 @@ the explorer uses, :func:`plot_distance_histogram` and :func:`plot_pr_curve` (do
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -113,6 +115,9 @@ def plot_recall_latency(
     logx: bool = True,
     sort: bool = False,
     xerr: tuple[str, str] | None = None,
+    unjoined: Sequence[str] = (),
+    colors: Mapping[str, str] | None = None,
+    legend: Mapping | None = None,
 ):
     """Recall against per-query latency, one line per search method.
 
@@ -121,7 +126,14 @@ def plot_recall_latency(
     without overlaps). Each method's points are joined in row order (e.g. growing shortlist or
     code length), or by latency with ``sort=True``. A method measured once (exhaustive search)
     is a large star. ``xerr``: two columns (low, high) drawn as horizontal bars, e.g. the
-    fastest and slowest of the timing rounds.
+    fastest and slowest of the timing rounds. ``unjoined``: methods drawn as hollow squares
+    without a line (smaller for each later one, so that squares at the same point stay
+    visible), for settings that are not a sequence (exhaustive search at several code lengths,
+    whose latencies need not grow with the length: a line through them would run back in x).
+    ``colors``: a colour per method (e.g. the same system in the same colour on two panels;
+    others take the next of matplotlib's cycle); ``legend``: keyword arguments for the legend
+    (default ``loc="best"``), e.g. ``{"loc": "upper left", "bbox_to_anchor": (1.01, 1)}`` to
+    keep it off the data. A y axis that does not start at 0 is flagged in its label.
     """
     missing = [c for c in (x, y, method) if c not in results.columns]
     if xerr is not None:
@@ -132,8 +144,12 @@ def plot_recall_latency(
     xs, ys, texts = [], [], []
     for i, (name, group) in enumerate(results.groupby(method, sort=False)):
         g = group.sort_values(x) if sort else group
-        colour = f"C{i % 10}"
-        if len(g) == 1:
+        colour = (colors or {}).get(name, f"C{i % 10}")
+        if name in unjoined:  # hollow squares, smaller for each later method: coincident ones stay visible
+            size = max(11 - 2.5 * list(unjoined).index(name), 4)
+            ax.plot(g[x], g[y], marker="s", markersize=size, markerfacecolor="none",
+                    markeredgewidth=1.6, linestyle="none", label=str(name), color=colour)
+        elif len(g) == 1:
             ax.plot(g[x], g[y], marker="*", markersize=14, linestyle="none", label=str(name),
                     color=colour)
         else:
@@ -148,11 +164,17 @@ def plot_recall_latency(
             ys += list(g[y])
             texts += [str(t) if pd.notna(t) else "" for t in g[label]]
     if logx:
-        ax.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")  # ticks at 1, 2, 5 x 10^n, written as plain numbers, none unlabelled in between
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("latency per query (ms" + (", log scale)" if logx else ")"))
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title("Recall against query latency")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(**{"loc": "best", "fontsize": 8, **(legend or {})})
+    _flag_truncated_y(ax)
     if texts:
         place_labels(ax, xs, ys, texts)
     return ax
@@ -175,7 +197,7 @@ def _pareto_panel(ax, xs, ys, xlabel: str, logx: bool, yerr=None, xerr=None,
         ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("mAP")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # off the points and their bars where it can
     return front
 
 

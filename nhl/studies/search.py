@@ -12,6 +12,11 @@ funnel (:func:`nhl.retrieval.funnel_search`). These helpers measure them honestl
   interleaved rounds (:mod:`nhl.studies.timing`) on a subset of queries, scored on all queries by
   tie-aware recall@k against the exhaustive search at the longest length
   (:func:`nhl.retrieval.tie_aware_recall`) and by precision@k.
+* :func:`compare_indexes`: what only nested codes allow: a hash index keyed by the trained
+  short prefix of the stored code, re-ranked by the long code (one code, one index, one
+  encoder), against the same funnel on a truncated long model's codes and on two independent
+  single-length models' codes; with the shortlist re-scored by the real-valued outputs
+  (:func:`real_outputs`), as vector databases do with binary embeddings.
 * :func:`length_choice`: mAP per length with 95 % bootstrap intervals over queries, the gain
   of each length over the previous one (paired over queries), bytes per item, optional latency,
   and the Pareto-optimal lengths.
@@ -19,8 +24,10 @@ funnel (:func:`nhl.retrieval.funnel_search`). These helpers measure them honestl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,12 +39,17 @@ from ..validation import check_bit_list, check_codes, check_labels, check_positi
 from .timing import interleaved_timings, summarize_timings
 
 __all__ = [
+    "IndexComparison",
+    "IndexSystem",
     "SearchComparison",
+    "compare_indexes",
     "compare_search",
     "funnel_name",
+    "key_neighbours",
     "length_choice",
     "neighbour_distances",
     "pareto_front",
+    "real_outputs",
 ]
 
 _BLOCK_ELEMENTS = 1 << 21  # distances per block of queries in neighbour_distances
@@ -309,6 +321,361 @@ def compare_search(
             f"recall@{k}": info["_quality"][0], f"precision@{k}": info["_quality"][1],
         })
     return SearchComparison(pd.DataFrame(rows), timings, identical, reference, n_time, exact)
+
+
+# --------------------------------------------------------------------------- real-valued outputs
+
+
+OUTPUTS_FILE = "outputs.npz"
+
+
+def _outputs(model, dataset, batch_size: int = 1024) -> np.ndarray:
+    """Real-valued outputs ``h = W z + b`` (N x L_K, float32) of every item, in order, eval mode."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    n = len(dataset)
+    out = np.empty((n, model.bit_list[-1]), np.float32)
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    if getattr(dataset, "in_memory", True):
+        batches = (dataset.get_batch(torch.arange(s, min(s + batch_size, n)))[0]
+                   for s in range(0, n, batch_size))
+    else:
+        from torch.utils.data import DataLoader
+
+        batches = (x for x, _, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False))
+    start = 0
+    with torch.no_grad():
+        for x in batches:
+            h = model.hash_layer.project(model.backbone(x.to(device=device, dtype=dtype)))
+            out[start : start + len(h)] = h.float().cpu().numpy()
+            start += len(h)
+    model.train(was_training)
+    return out
+
+
+def _signs_match(h: np.ndarray, codes: np.ndarray) -> bool:
+    return h.shape == codes.shape and bool(np.array_equal(h >= 0, codes > 0))
+
+
+def real_outputs(run, splits=None, cache: bool = True) -> dict[str, np.ndarray]:
+    """The network's real-valued (pre-sign) outputs of a run's query and database items.
+
+    ``{"query": (N_q, L_K), "database": (N_db, L_K)}`` float32: ``h = W z + b`` of the model
+    at the selected epoch (:meth:`nhl.experiments.RunResult.model`), whose signs are the run's
+    codes (checked: a mismatch means the weights and the codes do not belong together). The
+    codes are what a run stores; these outputs are computed from its weights (``splits``:
+    the run's data split, default :func:`nhl.experiments.get_splits` of its config) and, with
+    ``cache``, kept in the run folder as ``outputs.npz`` (as the probes keep their recordings)
+    so that a second call only reads them.
+    """
+    path = Path(run.path) / OUTPUTS_FILE
+    if cache and path.exists():
+        try:
+            with np.load(path) as z:
+                found = {"query": z["query"], "database": z["database"]}
+            if all(_signs_match(found[s], run.codes[s]) for s in found):
+                return found  # (a run trained again in the same folder has other codes: recomputed)
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # unreadable: compute again
+    if splits is None:
+        from ..experiments import get_splits
+
+        splits = get_splits(run.config)
+    model = run.model()
+    found = {"query": _outputs(model, splits.query), "database": _outputs(model, splits.database)}
+    for split, h in found.items():
+        if not _signs_match(h, run.codes[split]):
+            raise ValueError(f"the signs of the {split} outputs differ from the run's stored codes "
+                             f"({run.path}): weights and codes do not belong together")
+    if cache:
+        tmp = path.with_name(f".{OUTPUTS_FILE}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **found)
+        os.replace(tmp, path)
+    return found
+
+
+# --------------------------------------------------------------------------- index systems
+
+
+def key_neighbours(systems: Mapping[str, tuple], bits: int, radii: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
+    """Where a system's exact neighbours lie in its hash index: what decides a funnel's recall.
+
+    ``systems[name] = (query_keys, database_keys, exact_ids)``: the codes whose first ``bits``
+    bits key the buckets and the ids of each query's exact neighbours under the long code
+    (e.g. :meth:`nhl.retrieval.HammingIndex.search` over the 128-bit codes). One row per name:
+    ``keys used`` (distinct keys in the database), ``query's bucket`` (median over queries of
+    the items sharing the query's key: the first stage takes an arbitrary part of it when the
+    shortlist is smaller) and, per radius ``r``, ``neighbours within key distance r`` (share of
+    the exact neighbours whose key is at most ``r`` bits from the query's: the most a shortlist
+    of the buckets up to that distance can find).
+    """
+    bits = check_positive_int(bits, "bits")
+    rows = []
+    for name, (query_keys, database_keys, exact_ids) in systems.items():
+        q, db = _check_pair(query_keys, database_keys)
+        if bits > q.shape[1]:
+            raise ValueError(f"bits={bits} but {name!r} has {q.shape[1]}-bit keys")
+        ids = np.asarray(exact_ids)
+        if ids.ndim != 2 or ids.shape[0] != q.shape[0]:
+            raise ValueError(f"{name!r}: exact_ids must have shape (N_q, k) for {q.shape[0]} queries")
+        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= db.shape[0]:
+            raise ValueError(f"{name!r}: exact_ids must be database positions 0..{db.shape[0] - 1}")
+        db_keys, q_keys = np.packbits(db[:, :bits] > 0, axis=1), np.packbits(q[:, :bits] > 0, axis=1)
+        values, counts = np.unique(db_keys, axis=0, return_counts=True)
+        pos = np.minimum(np.searchsorted(_row_values(values), _row_values(q_keys)), len(values) - 1)
+        own = np.where((values[pos] == q_keys).all(axis=1), counts[pos], 0)
+        dist = (q[:, None, :bits] != db[ids, :bits]).sum(axis=2)  # (N_q, k) key distances
+        row = {"key": name, "keys used": int(len(values)), "query's bucket": float(np.median(own))}
+        for r in radii:
+            row[f"neighbours within key distance {r}"] = float(np.mean(dist <= r))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("key")
+
+
+def _row_values(packed: np.ndarray) -> np.ndarray:
+    """One sortable integer per packed row (rows of at most 8 bytes), in np.unique's row order."""
+    out = np.zeros(packed.shape[0], np.uint64)
+    for j in range(packed.shape[1]):
+        out = (out << np.uint64(8)) | packed[:, j].astype(np.uint64)
+    return out
+
+
+@dataclass
+class IndexSystem:
+    """One way to build a bucket index with re-ranking, for :func:`compare_indexes`.
+
+    ``codes``: ``(queries, database)`` +-1 codes of the longest length, the stored codes the
+    shortlist is re-ranked with. ``bucket_codes``: ``(queries, database)`` codes whose first
+    ``bucket_bits`` bits key the buckets; ``None`` (default): the prefix of ``codes`` itself,
+    one stored code and one index (a nested model, or one long model truncated). Codes of
+    another model (an independent short model) make a second index with its own bucket keys,
+    stored besides the long codes, and a second encoder for every query. ``vectors``: optional
+    ``(queries, database)`` real-valued outputs (:func:`real_outputs`) to re-score with.
+    ``models``: encoders a query passes through (default 1, or 2 with ``bucket_codes``).
+    """
+
+    codes: tuple
+    bucket_codes: tuple | None = None
+    vectors: tuple | None = None
+    models: int | None = None
+
+
+@dataclass
+class IndexComparison:
+    """What :func:`compare_indexes` measured: ``table`` (one row per system and search),
+    ``timings`` (the raw interleaved rounds), ``reference`` (the method every speed-up is
+    relative to), ``timing_queries`` (queries per timed call) and ``exact`` (per system, the
+    ``(distances, ids)`` of its exhaustive search over the long codes, on all queries)."""
+
+    table: pd.DataFrame
+    timings: pd.DataFrame
+    reference: str
+    timing_queries: int
+    exact: dict = field(default_factory=dict, repr=False)
+
+    def for_plot(self, kinds: Sequence[str] = ("exhaustive", "funnel")) -> pd.DataFrame:
+        """Rows of the given ``kinds`` for :func:`nhl.plots.search.plot_recall_latency` with
+        ``method="group"`` and ``sort=True``: one group per system and kind, ``"<system>"`` for
+        its funnels (labelled by shortlist size) and ``"<system>, <kind>"`` for the others
+        (re-scored shortlists, labelled by shortlist size; single searches, unlabelled: draw
+        them with ``unjoined``, they are not a sequence)."""
+        rows = self.table[self.table["kind"].isin(list(kinds))].copy()
+        if rows.empty:
+            raise ValueError(f"no rows of kinds {tuple(kinds)}; measured: "
+                             f"{sorted(set(self.table['kind']))}")
+        rows["group"] = [system if kind == "funnel" else f"{system}, {kind}"
+                         for system, kind in zip(rows["system"], rows["kind"])]
+        rows["label"] = ["" if pd.isna(m) else str(int(m)) for m in rows["shortlist"]]
+        return rows.reset_index(drop=True)
+
+
+def _pair(value, name: str, n_q: int | None = None, n_db: int | None = None, codes: bool = True):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a (queries, database) pair")
+    if codes:
+        q, db = check_codes(value[0], f"{name} queries"), check_codes(value[1], f"{name} database")
+    else:
+        q, db = np.asarray(value[0], np.float32), np.asarray(value[1], np.float32)
+        if q.ndim != 2 or db.ndim != 2:
+            raise ValueError(f"{name} must be two 2-D arrays (items x dimensions)")
+    if q.shape[1] != db.shape[1]:
+        raise ValueError(f"{name}: queries have {q.shape[1]} columns but the database {db.shape[1]}")
+    if n_q is not None and (q.shape[0] != n_q or db.shape[0] != n_db):
+        raise ValueError(f"{name} must hold the same {n_q} queries and {n_db} database items as "
+                         f"the codes, got {q.shape[0]} and {db.shape[0]}")
+    return q, db
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (inner product = cosine similarity); zero rows stay zero."""
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norm > 0, norm, 1)).astype(np.float32)
+
+
+def compare_indexes(
+    systems: Mapping[str, IndexSystem],
+    k: int = 100,
+    bucket_bits: int = 16,
+    shortlists: Sequence[int] = (1000, 3000),
+    oversample: int = 4,
+    relevant=None,
+    repeats: int = 5,
+    timing_queries: int | None = 200,
+    seed: int = 0,
+) -> IndexComparison:
+    """Hash index with re-ranking, per system: the ``bucket_bits``-bit key shortlists, the long
+    code re-ranks (and real-valued outputs re-score), against each system's exhaustive search.
+
+    For every system (:class:`IndexSystem`) and shortlist size ``m`` in ``shortlists``:
+
+    * ``exhaustive``: exact Hamming search over the long codes (:class:`nhl.retrieval.HammingIndex`),
+      the answer that system's recall is measured against;
+    * ``funnel``: ``m`` items from the buckets of the ``bucket_bits``-bit key, re-ranked by
+      the long code: :func:`nhl.retrieval.funnel_search` ``(bucket_bits, L)`` when the key is
+      the code's prefix, :func:`nhl.retrieval.keyed_search` over ``[key | code]`` when it is
+      another model's code (the same compiled pass, so their timings compare);
+    * with ``vectors``: ``re-scored``: the funnel keeps ``oversample * k`` candidates by Hamming
+      distance and :func:`nhl.retrieval.rescore` orders them by the cosine similarity of the
+      real-valued outputs (the vectors are scaled to unit length; stores the database vectors
+      too); ``re-scored, real query``: the same with the +-1 database codes (only the query is
+      real-valued: no extra storage); and ``exhaustive real-valued``: the exact cosine top
+      ``k`` over all items (:func:`nhl.retrieval.inner_product_search`).
+
+    Every method is timed in interleaved rounds (:func:`nhl.studies.timing.interleaved_timings`)
+    on the same ``timing_queries`` queries (a seeded subset; ``None``: all) and scored once on
+    all queries. The table has one row per system and method: ``system``, ``method``, ``kind``,
+    ``shortlist``, ``models`` (encoders per query), ``bytes per item`` (long code, plus a
+    separate bucket key, plus float32 vectors where re-scoring reads them), ``ms per query`` /
+    ``ms low`` / ``ms high``, ``speed-up`` / ``speed-up low`` / ``speed-up high`` / ``vs
+    reference`` (against the first system's exhaustive search), ``recall@k`` (tie-aware, against
+    the system's own exhaustive Hamming search), ``real-valued recall@k`` (against its
+    exhaustive real-valued search; NaN without vectors) and ``precision@k`` (with ``relevant``,
+    an ``(N_q, N_db)`` bool matrix).
+    """
+    from ..retrieval import inner_product_search, keyed_search, overlap_recall, rescore
+    from .timing import interleaved_timings, summarize_timings
+
+    if not isinstance(systems, Mapping) or not systems:
+        raise ValueError("systems must be a non-empty {name: IndexSystem} mapping")
+    k = check_positive_int(k, "k")
+    bucket_bits = check_positive_int(bucket_bits, "bucket_bits")
+    oversample = check_positive_int(oversample, "oversample")
+    sizes = tuple(check_positive_int(m, "shortlist") for m in shortlists)
+    if not sizes or any(m < k for m in sizes):
+        raise ValueError(f"shortlists must be sizes >= k={k}, got {tuple(shortlists)}")
+    built = {}
+    for name, system in systems.items():
+        if not isinstance(system, IndexSystem):
+            raise TypeError(f"systems[{name!r}] must be an IndexSystem, got {type(system).__name__}")
+        q, db = _pair(system.codes, f"{name!r} codes")
+        if bucket_bits > q.shape[1]:
+            raise ValueError(f"bucket_bits={bucket_bits} but {name!r} has {q.shape[1]}-bit codes")
+        index = HammingIndex(db)
+        if system.bucket_codes is None:  # the code's own prefix is the key: one index
+            keyed_q, keyed_index, key_bytes = q, index, 0
+        else:  # [key | code]: the key stored in front of the code, left out of the re-ranking
+            bq, bdb = _pair(system.bucket_codes, f"{name!r} bucket_codes", q.shape[0], db.shape[0])
+            if bucket_bits > bq.shape[1]:
+                raise ValueError(f"bucket_bits={bucket_bits} but {name!r}'s bucket codes have "
+                                 f"{bq.shape[1]} bits")
+            keyed_q = np.hstack([bq[:, :bucket_bits], q])
+            keyed_index = HammingIndex(np.hstack([bdb[:, :bucket_bits], db]))
+            key_bytes = code_bytes(bucket_bits)
+        vectors = None if system.vectors is None else tuple(_unit_rows(v) for v in _pair(
+            system.vectors, f"{name!r} vectors", q.shape[0], db.shape[0], codes=False))
+        models = system.models or (1 if system.bucket_codes is None else 2)
+        built[name] = dict(q=q, db=db, index=index, keyed_q=keyed_q, keyed_index=keyed_index,
+                           separate=system.bucket_codes is not None,
+                           code_bytes=code_bytes(q.shape[1]) + key_bytes, vectors=vectors,
+                           models=models)
+    n_q = next(iter(built.values()))["q"].shape[0]
+    n_db = next(iter(built.values()))["db"].shape[0]
+    if any(b["q"].shape[0] != n_q or b["db"].shape[0] != n_db for b in built.values()):
+        raise ValueError("every system must encode the same queries and database items")
+    if relevant is not None:
+        relevant = np.asarray(relevant, dtype=bool)
+        if relevant.shape != (n_q, n_db):
+            raise ValueError(f"relevant must have shape {(n_q, n_db)}, got {relevant.shape}")
+    n_time = n_q if timing_queries is None else min(
+        check_positive_int(timing_queries, "timing_queries"), n_q)
+    timed = np.sort(np.random.default_rng(seed).choice(n_q, n_time, replace=False))
+    keep = min(oversample * k, n_db)
+
+    methods: dict[str, dict] = {}  # name -> row facts and search(rows) -> ids
+    for name, b in built.items():
+        def exhaustive(rows, b=b):
+            return b["index"].search(b["q"][rows], k)[1]
+
+        def funnel(rows, m, b=b, width=k):
+            if b["separate"]:
+                return keyed_search(b["keyed_index"], b["keyed_q"][rows], width, bucket_bits, m)[1]
+            return funnel_search(b["index"], b["q"][rows], width, (bucket_bits, b["q"].shape[1]),
+                                 (m,))[1]
+
+        long_bits = b["q"].shape[1]
+        base = {"system": name, "models": b["models"]}
+        methods[f"{name}: exhaustive {long_bits} bits"] = dict(
+            base, kind="exhaustive", shortlist=np.nan, bytes=b["code_bytes"], search=exhaustive)
+        for m in sizes:
+            methods[f"{name}: {bucket_bits}-bit buckets ({m}) > {long_bits} bits"] = dict(
+                base, kind="funnel", shortlist=m, bytes=b["code_bytes"],
+                search=lambda rows, m=m, funnel=funnel: funnel(rows, m))
+        if b["vectors"] is None:
+            continue
+        vq, vdb = b["vectors"]
+        for m in sizes:
+            kept = min(keep, m)  # the Hamming stage keeps oversample * k of the m (at most m)
+            methods[f"{name}: {bucket_bits}-bit buckets ({m}) > {long_bits} bits ({kept}) > "
+                    "real-valued"] = dict(
+                base, kind="re-scored", shortlist=m, bytes=b["code_bytes"] + 4 * vdb.shape[1],
+                search=lambda rows, m=m, kept=kept, funnel=funnel, vq=vq, vdb=vdb: rescore(
+                    vq[rows], vdb, funnel(rows, m, width=kept), k)[1])
+            methods[f"{name}: {bucket_bits}-bit buckets ({m}) > {long_bits} bits ({kept}) > "
+                    "real query, stored code"] = dict(
+                base, kind="re-scored, real query", shortlist=m, bytes=b["code_bytes"],
+                search=lambda rows, m=m, kept=kept, funnel=funnel, vq=vq, b=b: rescore(
+                    vq[rows], b["db"], funnel(rows, m, width=kept), k)[1])
+        methods[f"{name}: exhaustive real-valued"] = dict(
+            base, kind="exhaustive real-valued", shortlist=np.nan,
+            bytes=b["code_bytes"] + 4 * vdb.shape[1],
+            search=lambda rows, vq=vq, vdb=vdb: inner_product_search(vq[rows], vdb, k)[1])
+
+    reference = next(iter(methods))
+    calls = {name: (lambda fn=info["search"]: fn(timed)) for name, info in methods.items()}
+    timings = interleaved_timings(calls, repeats=repeats, warmup=1, seed=seed)
+    summary = summarize_timings(timings, reference=reference, per=n_time)
+
+    everyone = np.arange(n_q)
+    exact = {name: b["index"].search(b["q"], k) for name, b in built.items()}
+    exact_real = {name: inner_product_search(b["vectors"][0], b["vectors"][1], k)[1]
+                  for name, b in built.items() if b["vectors"] is not None}
+    rows = []
+    for name, info in methods.items():
+        system, b = info["system"], built[info["system"]]
+        if info["kind"] == "exhaustive":
+            ids = exact[system][1]
+        elif info["kind"] == "exhaustive real-valued":
+            ids = exact_real[system]
+        else:
+            ids = info["search"](everyone)
+        recall = float(tie_aware_recall(b["index"].distances(b["q"], ids), exact[system][0]).mean())
+        real = (float(overlap_recall(ids, exact_real[system]).mean()) if system in exact_real
+                else np.nan)
+        precision = (float(np.take_along_axis(relevant, ids, axis=1).mean())
+                     if relevant is not None else np.nan)
+        s = summary.loc[name]
+        rows.append({
+            "system": system, "method": name, "kind": info["kind"], "shortlist": info["shortlist"],
+            "models": info["models"], "bytes per item": info["bytes"],
+            "ms per query": s["median"], "ms low": s["low"], "ms high": s["high"],
+            "speed-up": s["speed-up"], "speed-up low": s["speed-up low"],
+            "speed-up high": s["speed-up high"], "vs reference": s["vs reference"],
+            f"recall@{k}": recall, f"real-valued recall@{k}": real, f"precision@{k}": precision,
+        })
+    return IndexComparison(pd.DataFrame(rows), timings, reference, n_time, exact)
 
 
 # --------------------------------------------------------------------------- choosing a length

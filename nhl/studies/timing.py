@@ -542,3 +542,66 @@ def epochs_to_targets(
                      "single epochs": epochs_to_target(h, target, bits=int(bits)),
                      "nested epochs": epochs_to_target(nested_history, target, bits=int(bits))})
     return pd.DataFrame(rows).set_index("bits")
+
+
+# ------------------------------------------------------------------------------ converged studies
+_RUN_KEYS = ("dataset", "method", "variant", "seed", "lambda_D", "norm", "nested_targets", "run")
+
+
+def converged_speedup(table: pd.DataFrame) -> pd.DataFrame:
+    """The training speed-up a converged study recorded, taken apart (docs/method.md §9).
+
+    ``table``: a study table with per-run training seconds and epochs (``results/frozen.csv``,
+    ``results/fine-tune.csv``: every run trained to convergence with early stopping). Per
+    dataset and method, medians over seeds of the per-seed values:
+
+    * ``speed-up``: the K single-length runs' training seconds together over the full NHL run's
+      (:func:`nhl.studies.claims.speedup`, the same runs);
+    * ``per epoch``: the same ratio of seconds *per epoch*, i.e. what equal epochs would give.
+      It exceeds K only if a single-length epoch cost more than a nested one (the nested model
+      does the single models' work and more), so above K it measures differences in load or
+      per-run overheads between the recorded runs, not a cheaper model;
+    * ``epochs``: ``speed-up / per epoch`` (of the two medians, so that the columns multiply),
+      per seed the singles' epochs (weighted by their cost per epoch) over the nested run's:
+      above 1 when the nested run stopped earlier, the only way to a speed-up beyond K at equal
+      cost per epoch;
+    * ``single epochs`` (mean over the K runs), ``nested epochs``, ``K`` and ``seeds``.
+
+    Seconds per epoch include what each run pays once (the memory-bank refresh before its first
+    epoch), which the K single-length runs pay K times.
+    """
+    from .claims import as_recorded
+
+    need = {"dataset", "method", "variant", "seed", "bits", "train s"}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        raise ValueError(f"table needs columns {sorted(need)} (a study table such as results/frozen.csv)")
+    epochs_col = "epochs trained" if "epochs trained" in table.columns else "epochs"
+    if epochs_col not in table.columns:
+        raise ValueError("table needs the epochs each run trained ('epochs trained' or 'epochs')")
+    runs = as_recorded(table)
+    runs = runs[runs["variant"].isin(["single", "nhl"])].copy()
+    runs["run"] = np.where(runs["variant"] == "single", runs["bits"].astype(str), "nested")
+    runs = runs.drop_duplicates([c for c in _RUN_KEYS if c in runs.columns])
+    runs["s per epoch"] = runs["train s"] / runs[epochs_col]
+    keys = ["dataset", "method", "seed"]
+    singles = runs[runs["variant"] == "single"].groupby(keys).agg(
+        total=("train s", "sum"), per_epoch=("s per epoch", "sum"),
+        epochs=(epochs_col, "mean"), K=("bits", "nunique"))
+    nested = runs[runs["variant"] == "nhl"].groupby(keys)[["train s", "s per epoch", epochs_col]].first()
+    both = singles.join(nested, how="inner")
+    if both.empty:
+        raise ValueError("no dataset and method with both single-length and full NHL runs")
+    per_seed = pd.DataFrame({
+        "speed-up": both["total"] / both["train s"],
+        "per epoch": both["per_epoch"] / both["s per epoch"],
+        "single epochs": both["epochs"],
+        "nested epochs": both[epochs_col],
+        "K": both["K"],
+    }, index=both.index)
+    grouped = per_seed.groupby(["dataset", "method"])
+    out = grouped.median()
+    out["epochs"] = out["speed-up"] / out["per epoch"]
+    out["seeds"] = grouped.size()
+    out["K"] = out["K"].astype(int)
+    cols = ["K", "speed-up", "per epoch", "epochs", "single epochs", "nested epochs", "seeds"]
+    return out[cols].reset_index()
