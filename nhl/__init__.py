@@ -47,6 +47,9 @@ _LAZY = {
     "precision_recall_by_radius": ("nhl.metrics", "precision_recall_by_radius"),
     "HammingIndex": ("nhl.retrieval", "HammingIndex"),
     "funnel_search": ("nhl.retrieval", "funnel_search"),
+    "keyed_search": ("nhl.retrieval", "keyed_search"),
+    "rescore": ("nhl.retrieval", "rescore"),
+    "inner_product_search": ("nhl.retrieval", "inner_product_search"),
     "build_model": ("nhl.models", "build_model"),
 }
 
