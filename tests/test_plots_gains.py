@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from nhl.plots import gains as gain_plots  # noqa: E402
-from nhl.studies import claims  # noqa: E402
+from nhl.studies import claims, timing  # noqa: E402
 
 BITS = (8, 16, 32)
 
@@ -71,12 +71,13 @@ def test_figures_draw_one_panel_per_dataset_with_labelled_axes():
         gain_plots.gain_per_length_plot({"x": claims.per_length(t, "plain")}, metric="mAP@1000")
 
 
-def test_speedup_parts_factor_the_speed_up():
+def test_converged_speedup_factors_the_speed_up_of_a_claims_table():
     t = _table({"single": 0.0, "nhl": 0.0})
     t["epochs trained"] = [8 if v == "single" else 16 for v in t["variant"]]
-    parts = claims.speedup_parts(t).set_index("method")
+    parts = timing.converged_speedup(t).set_index("method")
     # 3 single runs of 10 s (8 epochs) against one nested run of 20 s (16 epochs): each nested epoch
-    # costs as much as a single one, and nested training runs twice as many epochs
+    # costs as much as a single one (per epoch: K = 3), and nested training runs twice as many epochs
     assert parts.loc["csq", "K"] == 3 and parts.loc["csq", "speed-up"] == pytest.approx(1.5)
-    assert parts.loc["csq", "nested / single s per epoch"] == pytest.approx(1.0)
-    assert parts.loc["csq", "nested / single epochs"] == pytest.approx(2.0)
+    assert parts.loc["csq", "speed-up"] == pytest.approx(claims.speedup(t).set_index("method").loc["csq", "speed-up"])
+    assert parts.loc["csq", "per epoch"] == pytest.approx(3.0)
+    assert parts.loc["csq", "epochs"] == pytest.approx(0.5)

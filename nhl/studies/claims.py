@@ -81,7 +81,7 @@ def per_method(table: pd.DataFrame, treatment: str = "nhl", reference: str = "si
     return p[p["bits"] == "mean"].drop(columns=["bits", "convention"]).reset_index(drop=True)
 
 
-def _runs(table: pd.DataFrame) -> pd.DataFrame:
+def trained_runs(table: pd.DataFrame) -> pd.DataFrame:
     """One row per trained run of a study table (a nested run has one row per length)."""
     runs = table[table["variant"].isin(["single", "plain", "weighting", "distill", "nhl"])].copy()
     runs["run"] = np.where(runs["variant"] == "single", runs["bits"].astype(str), "nested")
@@ -93,43 +93,17 @@ def _runs(table: pd.DataFrame) -> pd.DataFrame:
 def speedup(table: pd.DataFrame) -> pd.DataFrame:
     """Training seconds of the K single-length models together over the full NHL model's, per
     dataset and method (median over seeds), both trained to convergence under the same rule."""
-    runs = _runs(as_recorded(table))
+    runs = trained_runs(as_recorded(table))
     singles = runs[runs["variant"] == "single"].groupby(["dataset", "method", "seed"])["train s"].sum()
     nested = runs[runs["variant"] == "nhl"].groupby(["dataset", "method", "seed"])["train s"].first()
     ratio = (singles / nested).dropna().rename("speed-up").reset_index()
     return ratio.groupby(["dataset", "method"])["speed-up"].median().reset_index()
 
 
-def speedup_parts(table: pd.DataFrame) -> pd.DataFrame:
-    """Why the speed-up of :func:`speedup` is what it is, per dataset and method (medians over
-    seeds). For one seed it factors as ``K x (single s/epoch / nested s/epoch) x (single epochs
-    / nested epochs)`` when the K single-length models train equally long (in general the
-    factors are averages over the K lengths, so the product is close, not exact). With equal epochs and a nested step as cheap as a single one it would be K:
-    a dearer nested step or longer nested training pulls it below K (docs/method.md §5)."""
-    runs = _runs(as_recorded(table))
-    runs = runs[runs["variant"].isin(["single", "nhl"])].copy()
-    runs["s/epoch"] = runs["train s"] / runs["epochs trained"]
-    keys = ["dataset", "method", "seed"]
-    single = runs[runs["variant"] == "single"].groupby(keys).agg(
-        K=("bits", "nunique"), single_s=("train s", "sum"), single_rate=("s/epoch", "mean"),
-        single_epochs=("epochs trained", "mean"))
-    nested = runs[runs["variant"] == "nhl"].groupby(keys).agg(
-        nested_s=("train s", "first"), nested_rate=("s/epoch", "first"), nested_epochs=("epochs trained", "first"))
-    both = single.join(nested, how="inner")
-    both["speed-up"] = both["single_s"] / both["nested_s"]
-    both["step cost ratio"] = both["nested_rate"] / both["single_rate"]
-    both["epoch ratio"] = both["nested_epochs"] / both["single_epochs"]
-    out = both.groupby(["dataset", "method"]).agg(
-        K=("K", "first"), **{"speed-up": ("speed-up", "median"),
-                             "nested / single s per epoch": ("step cost ratio", "median"),
-                             "nested / single epochs": ("epoch ratio", "median")})
-    return out.reset_index()
-
-
 def convergence(table: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: runs, the share whose selected epoch is before the last epoch trained and the
     share stopped before the maximum (the paper's-regime target: >= 90 % selected before the last)."""
-    runs = _runs(table)
+    runs = trained_runs(table)
     before = runs["best epoch"] + 1 < runs["epochs trained"]
     stopped = runs["epochs trained"] < runs["epochs"]
     out = pd.DataFrame({"dataset": runs["dataset"], "before": before, "stopped": stopped})
@@ -298,6 +272,8 @@ def decision_guide(frozen: pd.DataFrame, fine_tune: pd.DataFrame | None = None) 
     datasets = [d for d in DATASET_ORDER if d in set(pm["dataset"])]
     recorded = as_recorded(frozen)
     shortest = int(recorded["bits"].min())
+    sp = speedup(frozen)
+    ft_all = per_method(fine_tune) if fine_tune is not None else None
     rows = []
     for method, g in pm.groupby("method", sort=True):
         signs = " ".join(g.set_index("dataset")["sign"].reindex(datasets).fillna("·"))
@@ -309,15 +285,13 @@ def decision_guide(frozen: pd.DataFrame, fine_tune: pd.DataFrame | None = None) 
             means = sub.groupby("variant")[col].mean()
             if {"nhl", "truncated"} <= set(means.index):
                 trunc.append(means["nhl"] - means["truncated"])
-        sp = speedup(frozen)
         row = {"loss": method, "datasets": len(g), "NHL - single (mean)": g["diff"].mean(),
                "sign per dataset": signs,
                f"NHL - truncated at {shortest} bits": float(np.mean(trunc)) if trunc else np.nan,
                "speed-up": sp.loc[sp["method"] == method, "speed-up"].median(),
                "lambda_D (frozen)": DISTILL["frozen"][method][0]}
-        if fine_tune is not None:
-            ft = per_method(fine_tune)
-            ft = ft[ft["method"] == method]
+        if ft_all is not None:
+            ft = ft_all[ft_all["method"] == method]
             row["sign fine-tune"] = " ".join(ft["sign"]) if len(ft) else ""
         rows.append(row)
     return pd.DataFrame(rows)

@@ -545,9 +545,6 @@ def epochs_to_targets(
 
 
 # ------------------------------------------------------------------------------ converged studies
-_RUN_KEYS = ("dataset", "method", "variant", "seed", "lambda_D", "norm", "nested_targets", "run")
-
-
 def converged_speedup(table: pd.DataFrame) -> pd.DataFrame:
     """The training speed-up a converged study recorded, taken apart (docs/method.md §9).
 
@@ -570,7 +567,7 @@ def converged_speedup(table: pd.DataFrame) -> pd.DataFrame:
     Seconds per epoch include what each run pays once (the memory-bank refresh before its first
     epoch), which the K single-length runs pay K times.
     """
-    from .claims import as_recorded
+    from .claims import as_recorded, trained_runs
 
     need = {"dataset", "method", "variant", "seed", "bits", "train s"}
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
@@ -578,10 +575,8 @@ def converged_speedup(table: pd.DataFrame) -> pd.DataFrame:
     epochs_col = "epochs trained" if "epochs trained" in table.columns else "epochs"
     if epochs_col not in table.columns:
         raise ValueError("table needs the epochs each run trained ('epochs trained' or 'epochs')")
-    runs = as_recorded(table)
+    runs = trained_runs(as_recorded(table))
     runs = runs[runs["variant"].isin(["single", "nhl"])].copy()
-    runs["run"] = np.where(runs["variant"] == "single", runs["bits"].astype(str), "nested")
-    runs = runs.drop_duplicates([c for c in _RUN_KEYS if c in runs.columns])
     runs["s per epoch"] = runs["train s"] / runs[epochs_col]
     keys = ["dataset", "method", "seed"]
     singles = runs[runs["variant"] == "single"].groupby(keys).agg(
