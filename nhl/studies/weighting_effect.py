@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import results
+from .claims import as_recorded_ablation
 from .statistics import firing_rates, paired
 
 COLUMNS = ("dataset", "method", "bits", "diff", "sd", "n", "ci95", "sign", "firing")
@@ -48,11 +49,7 @@ def load_ablation(root=None, data_root=None, name: str = DEFAULT_STUDY,
         return None, (f"results/{name}.csv is not yet computed (make it with "
                       f"`python -m nhl study {name}`); nothing to show below")
     if not reference_variants:
-        if "norm" in table:
-            table = table[table["norm"].fillna("own") == "own"]
-        if "nested_targets" in table:
-            table = table[table["nested_targets"].astype(str) != "False"]
-        table = table.reset_index(drop=True)
+        table = as_recorded_ablation(table).reset_index(drop=True)
     return table, source
 
 
@@ -184,9 +181,7 @@ def full_nhl_firing(table: pd.DataFrame | None) -> pd.DataFrame:
     The methods are those of the table (e.g. ``results/frozen.csv``, converged frozen-regime runs)."""
     if table is None or not {"full NHL", "firing", "dataset", "method", "seed"} <= set(table.columns):
         return pd.DataFrame()
-    full = table[table["full NHL"].astype(str) == "True"]
-    if "norm" in full:
-        full = full[full["norm"].fillna("own") == "own"]
+    full = as_recorded_ablation(table[table["full NHL"].astype(str) == "True"])
     if full.empty:
         return pd.DataFrame()
     runs = full.drop_duplicates(["dataset", "method", "seed"])
